@@ -1,0 +1,40 @@
+# Two entry points a newcomer needs: `make demo` and `make test`. Both create or reuse .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TORCH := torch==2.13.0
+HARDNEG_DATA ?= ../shared/data
+export HARDNEG_DATA
+
+.PHONY: venv demo test test-slow bench bench-ensemble clean
+
+venv: $(STAMP)
+
+# torch is pinned and installed before anything else: an unpinned resolve pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[models,plots,dev]'
+	touch $(STAMP)
+
+demo: venv
+	$(BIN)/hardneg run configs/demo.yaml
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+test-slow: venv
+	$(BIN)/python -m pytest -q -m slow
+
+# Slow, real-data benchmarks: never part of `make test`.
+bench: venv
+	$(BIN)/hardneg run configs/scifact.yaml
+	$(BIN)/python benchmarks/record.py runs/scifact benchmarks/scifact_full.json
+
+bench-ensemble: venv
+	$(BIN)/python benchmarks/first_stage.py --dataset scifact --output benchmarks/first_stage_scifact.json
+
+clean:
+	rm -rf runs .pytest_cache

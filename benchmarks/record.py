@@ -1,0 +1,39 @@
+"""Copy a finished run's table into benchmarks/ as data, with the command and timings that produced it.
+
+Usage: python benchmarks/record.py RUN_DIR OUTPUT.json [--command "hardneg run configs/scifact.yaml"]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+from hardneg.io import write_json
+from hardneg.train import training_info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run_dir")
+    parser.add_argument("output")
+    parser.add_argument("--command", default=None)
+    args = parser.parse_args()
+    run = Path(args.run_dir)
+    results = json.loads((run / "results.json").read_text())
+    training = {}
+    for folder in sorted((run / "strategies").iterdir()):
+        info = training_info(folder / "model")
+        if info:
+            training[folder.name] = {k: info[k] for k in ("rows", "steps", "train_seconds")}
+    write_json(args.output, {
+        "command": args.command or f"hardneg run {run}/config.json",
+        "machine": f"{platform.platform()}, {__import__('os').cpu_count()} cores",
+        "settings": results["settings"], "rows": results["rows"], "training": training,
+        "mining": {k: {"seconds": v["seconds"], "summary": v["summary"]} for k, v in results["mining"].items()},
+    })
+
+
+if __name__ == "__main__":
+    main()

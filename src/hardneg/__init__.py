@@ -1,0 +1,26 @@
+"""hardneg: train better cross-encoder re-rankers with hard negatives mined by an embedding ensemble."""
+
+from __future__ import annotations
+
+from .config import MiningConfig, RunConfig, StrategyConfig, TrainConfig, load_config
+from .data import Corpus, DataError, Dataset, Queries, load_beir, resolve_dataset
+from .embed import Embedder, get_embedder
+from .mine import MinedPair, MiningResult, mine, training_pairs
+from .retrieve import BM25Retriever, DenseRetriever, Ensemble, make_retriever
+
+__version__ = "0.1.0"
+
+
+def run(config: RunConfig | str, **overrides):
+    """Run the whole pipeline from a config object or YAML path; see :func:`hardneg.pipeline.run_pipeline`."""
+    from .pipeline import run_pipeline
+
+    cfg = load_config(config, overrides) if not isinstance(config, RunConfig) else config
+    return run_pipeline(cfg)
+
+
+__all__ = [
+    "run", "load_config", "RunConfig", "MiningConfig", "StrategyConfig", "TrainConfig", "Corpus", "Queries",
+    "Dataset", "DataError", "load_beir", "resolve_dataset", "Embedder", "get_embedder", "MinedPair",
+    "MiningResult", "mine", "training_pairs", "Ensemble", "DenseRetriever", "BM25Retriever", "make_retriever",
+]

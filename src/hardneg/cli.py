@@ -1,0 +1,153 @@
+"""The ``hardneg`` command: each subcommand turns its options into one library call."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+import yaml
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Mine hard negatives with an embedding ensemble and train cross-encoder re-rankers.")
+
+DataDir = Annotated[Optional[str], typer.Option("--data-dir", envvar="HARDNEG_DATA",
+                                                help="Folder holding BEIR datasets (env HARDNEG_DATA).")]
+Quiet = Annotated[bool, typer.Option("--no-progress", help="Hide progress bars.")]
+Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")]
+
+
+def _logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbose == 0:
+        logging.getLogger("hardneg").setLevel(logging.INFO)
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _parse_sets(values: list[str]) -> dict:
+    overrides = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--set expects key=value, got {item!r}")
+        overrides[key] = yaml.safe_load(raw)
+    return overrides
+
+
+@app.command()
+def run(config: Annotated[Path, typer.Argument(help="Run config (YAML).")],
+        output: Annotated[Optional[str], typer.Option("--output", "-o", help="Run folder (overrides config).")] = None,
+        data_dir: DataDir = None,
+        set_: Annotated[list[str], typer.Option("--set", help="Override a setting: --set train.epochs=2")] = [],
+        no_progress: Quiet = False, verbose: Verbose = 0) -> None:
+    """Mine, train and evaluate every negative strategy of CONFIG; print the comparison table.
+
+    Example: hardneg run configs/scifact.yaml --data-dir ../shared/data --set evaluate.max_queries=100
+    """
+    from .config import load_config
+    from .data import DataError
+    from .pipeline import run_pipeline
+
+    _logging(verbose)
+    overrides = _parse_sets(set_)
+    if output:
+        overrides["output"] = output
+    if data_dir:
+        overrides["data_dir"] = data_dir
+    if no_progress:
+        overrides["progress"] = False
+    try:
+        cfg = load_config(config, overrides)
+        result = run_pipeline(cfg)
+    except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
+        _fail(exc)
+    typer.echo(result.markdown.split("## Mining")[0].rstrip())
+    typer.echo(f"\nResults written to {result.output}/results.md and results.json")
+
+
+@app.command("mine")
+def mine_command(
+        dataset: Annotated[str, typer.Option("--dataset", "-d", help="BEIR name or dataset folder.")],
+        output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file of mined pairs.")],
+        strategy: Annotated[str, typer.Option(help="random, bm25, dense:<model> or ensemble.")] = "ensemble",
+        models: Annotated[str, typer.Option(help="Ensemble members, comma-separated.")] = "minilm,wordllama,bm25",
+        split: Annotated[str, typer.Option(help="qrels split whose pairs get negatives.")] = "train",
+        num_negatives: Annotated[int, typer.Option("--num-negatives", "-n")] = 4,
+        positive_ratio: Annotated[float, typer.Option(help="Positive-aware filter fraction; 0 disables.")] = 0.95,
+        range_min: int = 0, range_max: Annotated[Optional[int], typer.Option()] = None,
+        sampling: Annotated[str, typer.Option(help="top or random")] = "top",
+        random_share: Annotated[float, typer.Option(help="Share of negatives drawn at random.")] = 0.0,
+        fusion: Annotated[str, typer.Option(help="zscore, minmax, rrf or mean")] = "zscore",
+        cache_dir: Annotated[Path, typer.Option(help="Embedding cache folder.")] = Path(".cache/embeddings"),
+        seed: int = 42, data_dir: DataDir = None, no_progress: Quiet = False, verbose: Verbose = 0) -> None:
+    """Mine negatives for a dataset's (query, positive) pairs and write them as JSONL (+ a summary JSON).
+
+    Example: hardneg mine -d scifact -o scifact-negatives.jsonl --strategy ensemble --num-negatives 4
+    """
+    from .config import MiningConfig, RunConfig, StrategyConfig
+    from .data import DataError, load_beir, resolve_dataset
+    from .io import write_json, write_jsonl
+    from .mine import mine, training_pairs
+    from .pipeline import Retrievers
+
+    _logging(verbose)
+    try:
+        strat = StrategyConfig.model_validate(strategy)
+        member_list = [m.strip() for m in models.split(",") if m.strip()]
+        cfg = RunConfig(dataset=dataset, data_dir=data_dir, ensemble=member_list, fusion=fusion, seed=seed,
+                        progress=not no_progress, strategies=[strat], mining=MiningConfig(
+                            num_negatives=num_negatives, positive_ratio=positive_ratio or None, range_min=range_min,
+                            range_max=range_max, sampling=sampling, random_share=random_share))
+        data = load_beir(resolve_dataset(dataset, data_dir))
+        retrievers = Retrievers(data, cfg, cache_dir)
+        members = cfg.members_for(strat)
+        ensemble = retrievers.ensemble(members) if strat.kind != "random" else None
+        result = mine(data, training_pairs(data, split), ensemble, cfg.mining, strat.name, seed, not no_progress)
+    except (DataError, ValueError, ImportError) as exc:
+        _fail(exc)
+    write_jsonl(output, (p.as_dict() for p in result.pairs))
+    summary_path = output.with_suffix(".summary.json")
+    write_json(summary_path, {"members": members, "mining": cfg.mining.model_dump(), "data": data.report.as_dict(),
+                              "summary": result.summary.as_dict()})
+    s = result.summary
+    typer.echo(f"{s.pairs} pairs -> {output}; removed {dict(s.removed)}; {s.random_fill} random fill; "
+               f"{len(s.short_pairs)} short pairs; data: {data.report.summary()}. Summary: {summary_path}")
+
+
+@app.command()
+def models() -> None:
+    """List the registered model names (any sentence-transformers id or folder works too)."""
+    from .embed import KNOWN_MODELS
+
+    for name, desc in KNOWN_MODELS.items():
+        typer.echo(f"{name:10s} {desc}")
+
+
+@app.command()
+def download(name: Annotated[str, typer.Argument(help="BEIR dataset name, e.g. scifact")],
+             data_dir: DataDir = None) -> None:
+    """Download a BEIR dataset into the data directory (md5-checked).
+
+    Example: hardneg download scifact --data-dir data
+    """
+    from .data import DataError, resolve_dataset
+
+    try:
+        typer.echo(resolve_dataset(name, data_dir))
+    except DataError as exc:
+        _fail(exc)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

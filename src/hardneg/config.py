@@ -1,0 +1,167 @@
+"""Run configuration: one YAML file, validated by pydantic, stored with every run's results."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MiningConfig(_Strict):
+    """How negatives are chosen from a ranked candidate pool."""
+
+    num_negatives: int = Field(4, ge=1, description="negatives per (query, positive) pair")
+    depth: int = Field(100, ge=1, description="top-k per ensemble member forming the candidate pool")
+    positive_ratio: float | None = Field(
+        0.95, gt=0, description="NV-Retriever's positive-aware filter: drop a candidate whose score is at least "
+        "this fraction of the positive's (per member, on its raw similarity scale, averaged); null disables")
+    range_min: int = Field(0, ge=0, description="skip the first range_min candidates (by fused rank)")
+    range_max: int | None = Field(None, ge=1, description="ignore candidates ranked at or below this")
+    sampling: Literal["top", "random"] = Field("top", description="take the best of the window, or sample it")
+    random_share: float = Field(0.0, ge=0, le=1, description="share of each pair's negatives drawn at random")
+    fill_shortfall: Literal["random", "none"] = Field(
+        "random", description="pairs with too few hard candidates: top up with random negatives, or leave short")
+
+    @model_validator(mode="after")
+    def _window(self) -> MiningConfig:
+        if self.range_max is not None and self.range_max <= self.range_min:
+            raise ValueError(f"range_max ({self.range_max}) must be greater than range_min ({self.range_min})")
+        return self
+
+
+class StrategyConfig(_Strict):
+    """One kind of negatives to train a re-ranker on.
+
+    ``kind``: ``random``, ``bm25``, ``dense`` (one model: ``models: [minilm]``) or ``ensemble``. Shorthand
+    strings in YAML: ``random``, ``bm25``, ``dense:minilm``, ``ensemble``.
+    """
+
+    name: str
+    kind: Literal["random", "bm25", "dense", "ensemble"]
+    models: list[str] | None = None
+    mining: dict = Field(default_factory=dict, description="overrides of the run's mining settings")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_shorthand(cls, value):
+        if isinstance(value, str):
+            kind, _, model = value.partition(":")
+            if kind == "dense":
+                if not model:
+                    raise ValueError("'dense' needs a model: dense:<model>, e.g. dense:minilm")
+                return {"name": value, "kind": "dense", "models": [model]}
+            return {"name": value, "kind": kind}
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> StrategyConfig:
+        if self.kind == "dense" and (not self.models or len(self.models) != 1):
+            raise ValueError(f"strategy {self.name!r}: kind 'dense' needs exactly one model")
+        MiningConfig(**self.mining)  # reject unknown or invalid overrides now, not hours into a run
+        return self
+
+
+class TrainConfig(_Strict):
+    base_model: str = Field("minilm", description="cross-encoder starting point: a name, folder or hub id")
+    loss: Literal["triplet", "bce"] = "triplet"
+    margin: float = Field(1.0, gt=0, description="triplet margin on the raw logit")
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(8, ge=1)
+    learning_rate: float = Field(2e-5, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    max_length: int = Field(192, ge=16)
+    max_train_pairs: int | None = Field(None, ge=1, description="cap on training pairs (for quick runs)")
+
+
+class EvalConfig(_Strict):
+    split: str = "test"
+    first_stages: list[str] = Field(default_factory=lambda: ["ensemble"],
+                                    description="'ensemble', 'bm25' or a model name; each is re-ranked")
+    depth: int = Field(100, ge=1, description="first-stage candidates kept per query")
+    rerank_depth: int = Field(100, ge=1, description="how many of them each re-ranker re-scores")
+    max_queries: int | None = Field(None, ge=1, description="evaluate on a seeded sample of the split's queries")
+    metrics: list[str] = Field(default_factory=lambda: ["mrr@3", "mrr@10", "ndcg@10", "precision@1", "recall@100"])
+    interpolate: bool = Field(True, description="also report re-ranker + first-stage score mix, weight tuned on dev")
+    batch_size: int = Field(64, ge=1)
+
+
+class RunConfig(_Strict):
+    dataset: str = Field(..., description="a BEIR name under the data directory, or a dataset folder")
+    data_dir: str | None = None
+    output: str = "runs/run"
+    cache_dir: str | None = Field(None, description="embedding cache; default <output>/../.cache")
+    seed: int = 42
+    train_split: str = "train"
+    dev_fraction: float = Field(0.1, ge=0, lt=1, description="train queries held out for dev (interpolation)")
+    max_train_queries: int | None = Field(None, ge=1, description="seeded subset of training queries")
+    ensemble: list[str] = Field(default_factory=lambda: ["minilm", "wordllama", "bm25"])
+    fusion: Literal["zscore", "minmax", "rrf", "mean"] = "zscore"
+    weights: list[float] | None = None
+    embed_max_seq_length: int | None = Field(None, ge=8)
+    mining: MiningConfig = Field(default_factory=MiningConfig)
+    strategies: list[StrategyConfig] = Field(
+        default_factory=lambda: [StrategyConfig.model_validate(s)
+                                 for s in ("random", "bm25", "dense:minilm", "ensemble")])
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvalConfig = Field(default_factory=EvalConfig)
+    progress: bool = True
+
+    @field_validator("strategies")
+    @classmethod
+    def _unique_names(cls, value: list[StrategyConfig]) -> list[StrategyConfig]:
+        names = [s.name for s in value]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"strategy names must be unique; repeated: {sorted(dupes)}")
+        if "base" in names:
+            raise ValueError("'base' is reserved for the untuned re-ranker")
+        return value
+
+    def mining_for(self, strategy: StrategyConfig) -> MiningConfig:
+        return MiningConfig(**{**self.mining.model_dump(), **strategy.mining})
+
+    def members_for(self, strategy: StrategyConfig) -> list[str]:
+        if strategy.kind == "ensemble":
+            return strategy.models or self.ensemble
+        if strategy.kind == "bm25":
+            return ["bm25"]
+        return list(strategy.models or [])
+
+
+def fingerprint(*parts) -> str:
+    """A short stable hash of settings, used to tell whether a finished stage's output can be reused."""
+    blob = json.dumps([p.model_dump() if isinstance(p, BaseModel) else p for p in parts], sort_keys=True,
+                      default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
+    """Read a YAML config; errors name the file and the offending field."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config file not found.")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping of settings at the top level.")
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{path}: invalid config: {problems}") from None

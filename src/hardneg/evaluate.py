@@ -1,0 +1,151 @@
+"""Evaluation: first-stage runs, re-ranking them with a cross-encoder, score interpolation, metrics (ranx)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import Dataset, Qrels
+from .io import atomic_write
+from .retrieve import Ensemble
+
+logger = logging.getLogger(__name__)
+
+# query id -> document id -> score
+RunDict = dict[str, dict[str, float]]
+ALPHAS = tuple(round(a, 2) for a in np.linspace(0.0, 1.0, 11))
+
+
+def ranked(scores: dict[str, float]) -> list[str]:
+    """Document ids best first; ties broken by id."""
+    return sorted(scores, key=lambda d: (-scores[d], d))
+
+
+def first_stage_run(dataset: Dataset, query_ids: list[str], ensemble: Ensemble, depth: int) -> RunDict:
+    """Top ``depth`` documents per query by the (possibly one-member) ensemble's fused score."""
+    pools = ensemble.candidates([dataset.queries.text(q) for q in query_ids], depth)
+    run: RunDict = {}
+    for qid, pool in zip(query_ids, pools):
+        run[qid] = {dataset.corpus.ids[i]: float(s) for i, s in zip(pool.doc_idx[:depth], pool.fused[:depth])}
+    return run
+
+
+class ScoreStore:
+    """A re-ranker's (query, document) scores, kept on disk so a resumed run re-scores nothing."""
+
+    def __init__(self, path: str | Path | None):
+        self.path = Path(path) if path else None
+        self.scores: dict[str, dict[str, float]] = {}
+        if self.path and self.path.is_file():
+            self.scores = json.loads(self.path.read_text())
+
+    def missing(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        return [(q, d) for q, d in pairs if d not in self.scores.get(q, {})]
+
+    def add(self, pairs: list[tuple[str, str]], values: np.ndarray) -> None:
+        for (q, d), v in zip(pairs, values):
+            self.scores.setdefault(q, {})[d] = float(v)
+        if self.path:
+            with atomic_write(self.path) as handle:
+                json.dump(self.scores, handle)
+
+
+def score_pairs(model, dataset: Dataset, pairs: list[tuple[str, str]], store: ScoreStore, batch_size: int = 64,
+                progress: bool = True, save_every: int = 4096) -> None:
+    """Score (query id, doc id) pairs with a CrossEncoder, longest-first batches, saving as it goes."""
+    todo = store.missing(list(dict.fromkeys(pairs)))
+    if not todo:
+        return
+    corpus, queries = dataset.corpus, dataset.queries
+    texts = [(queries.text(q), corpus.full_text(corpus.index[d])) for q, d in todo]
+    order = sorted(range(len(todo)), key=lambda i: -len(texts[i][1]))  # similar lengths share a batch
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(todo), desc="re-rank", disable=not progress, unit="pair") as bar:
+        for start in range(0, len(order), save_every):
+            chunk = order[start:start + save_every]
+            values = model.predict([texts[i] for i in chunk], batch_size=batch_size, show_progress_bar=False,
+                                   convert_to_numpy=True)
+            store.add([todo[i] for i in chunk], np.asarray(values, dtype=np.float64).reshape(-1))
+            bar.update(len(chunk))
+
+
+def _z(values: np.ndarray) -> np.ndarray:
+    std = values.std()
+    return (values - values.mean()) / std if std > 0 else np.zeros_like(values)
+
+
+def rerank_run(first_stage: RunDict, scores: dict[str, dict[str, float]], rerank_depth: int,
+               alpha: float = 1.0) -> RunDict:
+    """Re-order each query's top ``rerank_depth`` by ``alpha * z(reranker) + (1 - alpha) * z(first stage)``.
+
+    Documents below the re-ranked head keep their first-stage order beneath it, so Recall@depth is unchanged.
+    """
+    out: RunDict = {}
+    for qid, fs_scores in first_stage.items():
+        order = ranked(fs_scores)
+        head, tail = order[:rerank_depth], order[rerank_depth:]
+        ce = np.array([scores[qid][d] for d in head], dtype=np.float64)
+        fs = np.array([fs_scores[d] for d in head], dtype=np.float64)
+        mixed = alpha * _z(ce) + (1 - alpha) * _z(fs) if alpha < 1 else ce
+        head_sorted = sorted(range(len(head)), key=lambda i: (-mixed[i], head[i]))
+        final = [head[i] for i in head_sorted] + tail
+        out[qid] = {d: float(len(final) - r) for r, d in enumerate(final)}
+    return out
+
+
+def evaluate_run(qrels: Qrels, run: RunDict, metrics: list[str]) -> dict[str, float]:
+    """Mean metrics over the queries of ``qrels`` (ranx); a query missing from the run scores zero."""
+    from ranx import Qrels as RanxQrels, Run as RanxRun, evaluate
+
+    positive = {q: {d: r for d, r in docs.items() if r > 0} for q, docs in qrels.items()}
+    positive = {q: docs for q, docs in positive.items() if docs}
+    full_run = {q: run.get(q) or {"__none__": 0.0} for q in positive}
+    result = evaluate(RanxQrels(positive), RanxRun(full_run), metrics, make_comparable=True)
+    if isinstance(result, float):  # ranx returns a bare float for one metric
+        result = {metrics[0]: result}
+    return {m: float(v) for m, v in result.items()}
+
+
+def per_query(qrels: Qrels, run: RunDict, metric: str) -> dict[str, float]:
+    from ranx import Qrels as RanxQrels, Run as RanxRun, evaluate
+
+    positive = {q: {d: r for d, r in docs.items() if r > 0} for q, docs in qrels.items() if q in run}
+    r = RanxRun({q: run[q] for q in positive})
+    evaluate(RanxQrels(positive), r, [metric], make_comparable=True)
+    return dict(r.scores[metric])
+
+
+def tune_alpha(dev_qrels: Qrels, dev_first_stage: RunDict, dev_scores: dict[str, dict[str, float]],
+               rerank_depth: int, metric: str = "ndcg@10") -> tuple[float, dict[float, float]]:
+    """The interpolation weight that maximises ``metric`` on dev; ties go to the larger weight."""
+    curve = {a: evaluate_run(dev_qrels, rerank_run(dev_first_stage, dev_scores, rerank_depth, a), [metric])[metric]
+             for a in ALPHAS}
+    best = max(ALPHAS, key=lambda a: (round(curve[a], 10), a))
+    return best, curve
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the results table."""
+
+    first_stage: str
+    reranker: str          # "none" for the first stage alone
+    mode: str              # "first stage", "rerank", or "interpolated"
+    metrics: dict[str, float]
+    alpha: float | None = None
+
+    def as_dict(self) -> dict:
+        return {"first_stage": self.first_stage, "reranker": self.reranker, "mode": self.mode,
+                "alpha": self.alpha, "metrics": self.metrics}
+
+
+def write_trec(path: str | Path, run: RunDict, tag: str) -> None:
+    with atomic_write(path) as handle:
+        for qid in sorted(run):
+            for rank, doc in enumerate(ranked(run[qid]), start=1):
+                handle.write(f"{qid} Q0 {doc} {rank} {run[qid][doc]:.6f} {tag}\n")

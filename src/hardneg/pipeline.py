@@ -1,0 +1,195 @@
+"""``hardneg run``: mine -> train -> evaluate for every negative strategy, then the comparison table.
+
+Each stage writes its output atomically under the run folder with a fingerprint of the settings that made it;
+a rerun (or a resumed, interrupted run) reuses every finished stage whose settings are unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import RunConfig, StrategyConfig, fingerprint
+from .data import Dataset, load_beir, resolve_dataset
+from .evaluate import (Row, RunDict, ScoreStore, evaluate_run, first_stage_run, rerank_run, score_pairs,
+                       tune_alpha, write_trec, ranked)
+from .io import read_jsonl, write_json, write_jsonl
+from .mine import MinedPair, mine, training_pairs
+from .report import results_markdown
+from .retrieve import Ensemble, Retriever, make_retriever
+from .train import load_cross_encoder, train_reranker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    output: Path
+    rows: list[Row]
+    mining: dict[str, dict]
+    markdown: str
+
+
+def split_queries(query_ids: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Deterministic (train, dev) split by hashing each id with the seed: stable as queries are added."""
+    def key(q: str) -> str:
+        return hashlib.sha256(f"{seed}\x00{q}".encode()).hexdigest()
+
+    ordered = sorted(query_ids, key=key)
+    n_dev = int(round(fraction * len(ordered)))
+    dev = set(ordered[:n_dev])
+    return [q for q in query_ids if q not in dev], [q for q in query_ids if q in dev]
+
+
+def sample_queries(query_ids: list[str], n: int | None, seed: int) -> list[str]:
+    if n is None or n >= len(query_ids):
+        return query_ids
+    keep = set(split_queries(query_ids, 1 - n / len(query_ids), seed + 1)[1])
+    return [q for q in query_ids if q in keep]
+
+
+class Retrievers:
+    """Each first-stage model built and indexed once per run, shared by mining and evaluation."""
+
+    def __init__(self, dataset: Dataset, config: RunConfig, cache_dir: Path):
+        self.dataset, self.config, self.cache_dir = dataset, config, cache_dir
+        self._built: dict[str, Retriever] = {}
+        self._texts = None
+
+    def get(self, name: str) -> Retriever:
+        if name not in self._built:
+            retriever = make_retriever(name, cache_dir=self.cache_dir, progress=self.config.progress,
+                                       max_seq_length=self.config.embed_max_seq_length)
+            if self._texts is None:
+                self._texts = self.dataset.corpus.full_texts()
+            started = time.perf_counter()
+            retriever.index(self._texts, self.dataset.corpus.ids)
+            logger.info("Indexed corpus with %s in %.1fs", name, time.perf_counter() - started)
+            self._built[name] = retriever
+        return self._built[name]
+
+    def ensemble(self, names: list[str]) -> Ensemble:
+        weights = self.config.weights if names == self.config.ensemble else None
+        return Ensemble([self.get(n) for n in names], fusion=self.config.fusion, weights=weights)
+
+    def first_stage(self, name: str) -> Ensemble:
+        return self.ensemble(self.config.ensemble if name == "ensemble" else [name])
+
+
+def mine_strategy(dataset: Dataset, strategy: StrategyConfig, config: RunConfig, retrievers: Retrievers,
+                  pairs: list[tuple[str, str]], folder: Path) -> tuple[list[MinedPair], dict]:
+    """Mine (or reuse) one strategy's negatives; returns the pairs and what mining.json records."""
+    mining = config.mining_for(strategy)
+    members = config.members_for(strategy)
+    stamp = fingerprint(dataset.name, strategy, mining, members, config.fusion, config.weights, config.seed, pairs)
+    summary_path, negatives_path = folder / "mining.json", folder / "negatives.jsonl"
+    if summary_path.is_file() and negatives_path.is_file():
+        import json
+
+        saved = json.loads(summary_path.read_text())
+        if saved.get("fingerprint") == stamp:
+            logger.info("Reusing mined negatives for %s", strategy.name)
+            return [MinedPair(**row) for row in read_jsonl(negatives_path)], saved
+    ensemble = retrievers.ensemble(members) if strategy.kind != "random" else None
+    started = time.perf_counter()
+    result = mine(dataset, pairs, ensemble, mining, strategy.name, seed=config.seed, progress=config.progress)
+    seconds = time.perf_counter() - started
+    write_jsonl(negatives_path, (p.as_dict() for p in result.pairs))
+    saved = {"fingerprint": stamp, "members": members, "mining": mining.model_dump(), "seconds": round(seconds, 1),
+             "summary": result.summary.as_dict()}
+    write_json(summary_path, saved)
+    return result.pairs, saved
+
+
+def run_pipeline(config: RunConfig) -> RunResult:
+    """Run every stage for every strategy and return the comparison table (also written to the run folder)."""
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(config.cache_dir) if config.cache_dir else out.parent / ".cache" / "embeddings"
+    write_json(out / "config.json", config.model_dump())
+
+    dataset = load_beir(resolve_dataset(config.dataset, config.data_dir))
+    write_json(out / "data_report.json", {"dataset": dataset.name, "documents": len(dataset.corpus),
+                                          "queries": len(dataset.queries), **dataset.report.as_dict()})
+    train_query_ids = sorted(dataset.positives(config.train_split))
+    train_query_ids = sample_queries(train_query_ids, config.max_train_queries, config.seed)
+    train_ids, dev_ids = split_queries(train_query_ids, config.dev_fraction, config.seed)
+    pairs = training_pairs(dataset, config.train_split, train_ids)
+    logger.info("%d training queries (%d pairs), %d dev queries", len(train_ids), len(pairs), len(dev_ids))
+    retrievers = Retrievers(dataset, config, cache_dir)
+
+    # Mine and train, one strategy at a time.
+    models: dict[str, Path] = {}
+    mining_info: dict[str, dict] = {}
+    for strategy in config.strategies:
+        folder = out / "strategies" / strategy.name.replace(":", "_").replace("/", "_")
+        mined, saved = mine_strategy(dataset, strategy, config, retrievers, pairs, folder)
+        mining_info[strategy.name] = saved
+        train_stamp = fingerprint(saved["fingerprint"], config.train, config.seed)
+        marker = folder / "train_fingerprint"
+        if marker.is_file() and marker.read_text() != train_stamp:
+            shutil.rmtree(folder / "model", ignore_errors=True)
+            shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+        marker.write_text(train_stamp)
+        models[strategy.name] = train_reranker(mined, folder, config.train,
+                                               config.mining_for(strategy).num_negatives, seed=config.seed,
+                                               progress=config.progress)
+
+    rows = evaluate_all(dataset, config, retrievers, models, dev_ids, out)
+    settings = {"dataset": dataset.name, "train_queries": len(train_ids), "train_pairs": len(pairs),
+                "dev_queries": len(dev_ids), "config": config.model_dump()}
+    markdown = results_markdown(rows, config.evaluate.metrics, settings, mining_info)
+    write_json(out / "results.json", {"settings": settings, "rows": [r.as_dict() for r in rows],
+                                      "mining": mining_info})
+    from .io import atomic_write
+
+    with atomic_write(out / "results.md") as handle:
+        handle.write(markdown)
+    return RunResult(out, rows, mining_info, markdown)
+
+
+def evaluate_all(dataset: Dataset, config: RunConfig, retrievers: Retrievers, models: dict[str, Path],
+                 dev_ids: list[str], out: Path) -> list[Row]:
+    ev = config.evaluate
+    test_ids = sample_queries(sorted(dataset.positives(ev.split)), ev.max_queries, config.seed)
+    test_qrels = dataset.qrels[ev.split]
+    dev_qrels = {q: dataset.qrels[config.train_split][q] for q in dev_ids}
+    test_qrels = {q: test_qrels[q] for q in test_ids}
+
+    first_stages: dict[str, dict[str, RunDict]] = {}
+    for name in ev.first_stages:
+        ensemble = retrievers.first_stage(name)
+        first_stages[name] = {"test": first_stage_run(dataset, test_ids, ensemble, ev.depth),
+                              "dev": first_stage_run(dataset, dev_ids, ensemble, ev.depth) if dev_ids else {}}
+        write_trec(out / "runs" / f"{_slug(name)}.{ev.split}.trec", first_stages[name]["test"], _slug(name))
+
+    rows = [Row(name, "none", "first stage", evaluate_run(test_qrels, runs["test"], ev.metrics))
+            for name, runs in first_stages.items()]
+    rerankers = {"base": config.train.base_model, **{k: str(v) for k, v in models.items()}}
+    for system, model_path in rerankers.items():
+        model = load_cross_encoder(model_path, config.train.max_length)
+        store = {split: ScoreStore(out / "scores" / f"{_slug(system)}.{split}.json") for split in ("test", "dev")}
+        for split in ("test", "dev"):
+            needed = [(q, d) for runs in first_stages.values() for q, docs in runs[split].items()
+                      for d in ranked(docs)[:ev.rerank_depth]]
+            if split == "dev" and not ev.interpolate:
+                continue
+            score_pairs(model, dataset, needed, store[split], ev.batch_size, config.progress)
+        for name, runs in first_stages.items():
+            reranked = rerank_run(runs["test"], store["test"].scores, ev.rerank_depth)
+            write_trec(out / "runs" / f"{_slug(name)}.{_slug(system)}.{ev.split}.trec", reranked, _slug(system))
+            rows.append(Row(name, system, "rerank", evaluate_run(test_qrels, reranked, ev.metrics)))
+            if ev.interpolate and dev_ids:
+                alpha, _ = tune_alpha(dev_qrels, runs["dev"], store["dev"].scores, ev.rerank_depth)
+                mixed = rerank_run(runs["test"], store["test"].scores, ev.rerank_depth, alpha)
+                rows.append(Row(name, system, "interpolated", evaluate_run(test_qrels, mixed, ev.metrics), alpha))
+        logger.info("Evaluated re-ranker %s", system)
+    return rows
+
+
+def _slug(name: str) -> str:
+    return name.replace(":", "_").replace("/", "_")

@@ -1,0 +1,227 @@
+"""First-stage retrieval: single retrievers (dense or BM25) and their fused ensemble.
+
+Every member answers two questions about a corpus it has indexed: the top-k documents for each query, and its
+score for given (query, document) pairs. The ensemble takes the union of its members' top-k, asks every member
+to score that pool (and any documents the caller must see, such as the labelled positives), normalises each
+member's scores per query and averages them.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from .embed import Embedder, get_embedder
+
+logger = logging.getLogger(__name__)
+
+Fusion = Literal["zscore", "minmax", "rrf", "mean"]
+
+
+def top_k(scores: np.ndarray, k: int, tie_rank: np.ndarray) -> np.ndarray:
+    """Indices of the k best columns of each row, ordered by (-score, tie_rank): deterministic under ties."""
+    k = min(k, scores.shape[1])
+    if k < scores.shape[1]:
+        # Take a few extra past the partition so ties at the cut-off are resolved by rank, not by chance.
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
+        out = []
+        for row, threshold in zip(scores, kth[:, 0]):
+            cand = np.flatnonzero(row >= threshold)
+            order = np.lexsort((tie_rank[cand], -row[cand]))[:k]
+            out.append(cand[order])
+        return np.stack(out)
+    return np.stack([np.lexsort((tie_rank, -row)) for row in scores])
+
+
+class Retriever(ABC):
+    """A first-stage model over one corpus."""
+
+    name: str
+
+    @abstractmethod
+    def index(self, documents: list[str], doc_ids: list[str]) -> None:
+        """Prepare to search ``documents`` (position i has id ``doc_ids[i]``)."""
+
+    @abstractmethod
+    def query_scores(self, queries: list[str], doc_idx: list[np.ndarray]) -> list[np.ndarray]:
+        """Score the given documents (by corpus position) for each query."""
+
+    @abstractmethod
+    def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k corpus positions and their scores per query, best first, ties broken by document id."""
+
+
+def _id_rank(doc_ids: list[str]) -> np.ndarray:
+    rank = np.empty(len(doc_ids), dtype=np.int64)
+    rank[np.argsort(np.asarray(doc_ids, dtype=object), kind="stable")] = np.arange(len(doc_ids))
+    return rank
+
+
+class DenseRetriever(Retriever):
+    """Cosine similarity of an embedder's normalised vectors, searched in query blocks (bounded memory)."""
+
+    def __init__(self, embedder: Embedder, cache_dir: str | Path | None = None, progress: bool = True,
+                 block_size: int = 1024):
+        self.embedder = embedder
+        self.name = embedder.name
+        self.cache_dir = cache_dir
+        self.progress = progress
+        self.block_size = block_size
+        self.doc_vectors: np.ndarray | None = None
+        self._query_cache: dict[str, np.ndarray] = {}
+
+    def index(self, documents: list[str], doc_ids: list[str]) -> None:
+        self.doc_vectors = self.embedder.embed(documents, "document", self.cache_dir, self.progress)
+        self.tie_rank = _id_rank(doc_ids)
+
+    def _queries(self, queries: list[str]) -> np.ndarray:
+        missing = [q for q in dict.fromkeys(queries) if q not in self._query_cache]
+        if missing:
+            vectors = self.embedder.embed(missing, "query", self.cache_dir, self.progress)
+            self._query_cache.update(zip(missing, vectors))
+        return np.stack([self._query_cache[q] for q in queries])
+
+    def query_scores(self, queries: list[str], doc_idx: list[np.ndarray]) -> list[np.ndarray]:
+        q = self._queries(queries)
+        return [self.doc_vectors[idx] @ q[i] for i, idx in enumerate(doc_idx)]
+
+    def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = self._queries(queries)
+        ids, scores = [], []
+        for start in range(0, len(queries), self.block_size):
+            block = q[start:start + self.block_size] @ self.doc_vectors.T
+            idx = top_k(block, k, self.tie_rank)
+            ids.append(idx)
+            scores.append(np.take_along_axis(block, idx, axis=1))
+        return np.concatenate(ids), np.concatenate(scores)
+
+
+class BM25Retriever(Retriever):
+    """Okapi BM25 (bm25s) with English stopwords and Snowball stemming."""
+
+    name = "bm25"
+
+    def __init__(self, k1: float = 1.5, b: float = 0.75, progress: bool = True):
+        self.k1, self.b, self.progress = k1, b, progress
+
+    def _tokenize(self, texts: list[str], return_ids: bool):
+        import bm25s
+        import Stemmer
+
+        return bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), return_ids=return_ids,
+                              show_progress=False)
+
+    def index(self, documents: list[str], doc_ids: list[str]) -> None:
+        import bm25s
+
+        self.model = bm25s.BM25(k1=self.k1, b=self.b)
+        self.model.index(self._tokenize(documents, True), show_progress=False)
+        self.tie_rank = _id_rank(doc_ids)
+
+    def _full_scores(self, queries: list[str]) -> np.ndarray:
+        tokens = self._tokenize(queries, False)
+        return np.stack([self.model.get_scores(t) if t else np.zeros(len(self.tie_rank), dtype=np.float32)
+                         for t in tokens]).astype(np.float32)
+
+    def query_scores(self, queries: list[str], doc_idx: list[np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for start in range(0, len(queries), 256):
+            full = self._full_scores(queries[start:start + 256])
+            out.extend(row[idx] for row, idx in zip(full, doc_idx[start:start + 256]))
+        return out
+
+    def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        ids, scores = [], []
+        for start in range(0, len(queries), 256):
+            full = self._full_scores(queries[start:start + 256])
+            idx = top_k(full, k, self.tie_rank)
+            ids.append(idx)
+            scores.append(np.take_along_axis(full, idx, axis=1))
+        return np.concatenate(ids), np.concatenate(scores)
+
+
+def make_retriever(name: str, cache_dir: str | Path | None = None, progress: bool = True,
+                   max_seq_length: int | None = None) -> Retriever:
+    """``bm25`` or any embedder name (see :func:`hardneg.embed.get_embedder`)."""
+    if name.lower() == "bm25":
+        return BM25Retriever(progress=progress)
+    return DenseRetriever(get_embedder(name, max_seq_length=max_seq_length), cache_dir=cache_dir, progress=progress)
+
+
+@dataclass(frozen=True)
+class CandidatePool:
+    """One query's candidates: corpus positions sorted best first by the fused score."""
+
+    doc_idx: np.ndarray          # (n,) corpus positions
+    member_scores: np.ndarray    # (members, n) raw scores, one row per ensemble member
+    fused: np.ndarray            # (n,) fused score used for ranking
+
+
+def normalise(scores: np.ndarray, method: Fusion, rrf_k: int = 60) -> np.ndarray:
+    """Per-query normalisation of one member's scores over a candidate pool."""
+    if method == "zscore":
+        std = scores.std()
+        return (scores - scores.mean()) / std if std > 0 else np.zeros_like(scores)
+    if method == "minmax":
+        span = scores.max() - scores.min()
+        return (scores - scores.min()) / span if span > 0 else np.zeros_like(scores)
+    if method == "rrf":
+        ranks = np.empty(len(scores))
+        ranks[np.argsort(-scores, kind="stable")] = np.arange(1, len(scores) + 1)
+        return 1.0 / (rrf_k + ranks)
+    if method == "mean":
+        return scores
+    raise ValueError(f"Unknown fusion {method!r}: choose zscore, minmax, rrf or mean.")
+
+
+class Ensemble:
+    """Several retrievers fused into one ranking (a one-member ensemble is just that model)."""
+
+    def __init__(self, members: list[Retriever], fusion: Fusion = "zscore", weights: list[float] | None = None):
+        if not members:
+            raise ValueError("An ensemble needs at least one member.")
+        if weights is not None and len(weights) != len(members):
+            raise ValueError(f"{len(weights)} weights given for {len(members)} ensemble members.")
+        normalise(np.zeros(2), fusion)  # fail early on an unknown fusion name
+        self.members = members
+        self.fusion = fusion
+        self.weights = np.asarray(weights if weights is not None else [1.0] * len(members), dtype=np.float64)
+        self.name = "+".join(m.name for m in members)
+
+    def index(self, documents: list[str], doc_ids: list[str]) -> None:
+        for member in self.members:
+            logger.info("Indexing %d documents with %s", len(documents), member.name)
+            member.index(documents, doc_ids)
+
+    @property
+    def tie_rank(self) -> np.ndarray:
+        """Every member indexes the same corpus, so any member's id order breaks ties."""
+        return self.members[0].tie_rank
+
+    def fuse(self, member_scores: np.ndarray) -> np.ndarray:
+        normalised = np.stack([normalise(row.astype(np.float64), self.fusion) for row in member_scores])
+        return (self.weights[:, None] * normalised).sum(axis=0) / self.weights.sum()
+
+    def candidates(self, queries: list[str], depth: int,
+                   must_include: list[list[int]] | None = None) -> list[CandidatePool]:
+        """Union of each member's top ``depth`` (plus ``must_include``), scored by all members and fused."""
+        pools: list[set[int]] = [set(extra) for extra in must_include] if must_include else [set() for _ in queries]
+        for member in self.members:
+            idx, _ = member.search(queries, depth)
+            for pool, row in zip(pools, idx):
+                pool.update(int(i) for i in row)
+        doc_idx = [np.fromiter(sorted(pool), dtype=np.int64, count=len(pool)) for pool in pools]
+        per_member = [member.query_scores(queries, doc_idx) for member in self.members]
+        out = []
+        for qi, idx in enumerate(doc_idx):
+            raw = np.stack([scores[qi] for scores in per_member]).astype(np.float32)
+            fused = self.fuse(raw)
+            order = np.lexsort((self.tie_rank[idx], -fused))
+            out.append(CandidatePool(idx[order], raw[:, order], fused[order]))
+        return out

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import yaml
+
+from hardneg.evaluate import evaluate_run, rerank_run, tune_alpha
+
+
+def test_metrics_by_hand():
+    qrels = {"a": {"x": 1}, "b": {"y": 1}}
+    run = {"a": {"z": 3.0, "x": 2.0, "w": 1.0}, "b": {"y": 5.0, "z": 1.0}}
+    m = evaluate_run(qrels, run, ["mrr@10", "precision@1"])
+    assert m["mrr@10"] == pytest.approx((0.5 + 1.0) / 2)
+    assert m["precision@1"] == pytest.approx(0.5)
+    # a query the run misses counts as zero rather than vanishing from the mean
+    assert evaluate_run({**qrels, "c": {"x": 1}}, run, ["mrr@10"])["mrr@10"] == pytest.approx(1.5 / 3)
+
+
+def test_rerank_keeps_tail_and_interpolates():
+    first = {"q": {"a": 4.0, "b": 3.0, "c": 2.0, "d": 1.0}}
+    ce = {"q": {"a": 0.0, "b": 1.0, "c": 9.0}}
+    order = lambda run: sorted(run["q"], key=lambda d: -run["q"][d])  # noqa: E731
+    assert order(rerank_run(first, ce, 3)) == ["c", "b", "a", "d"]
+    assert order(rerank_run(first, ce, 3, alpha=0.0)) == ["a", "b", "c", "d"]  # pure first stage
+    alpha, curve = tune_alpha({"q": {"c": 1}}, first, ce, 3)
+    assert alpha == 1.0 and curve[1.0] > curve[0.0]
+
+
+def _config(tmp_path, beir_dir, tiny_bert, **extra):
+    cfg = {
+        "dataset": str(beir_dir), "output": str(tmp_path / "run"), "seed": 7, "dev_fraction": 0.2,
+        "ensemble": ["hash", "bm25"], "progress": False,
+        "mining": {"num_negatives": 2, "depth": 8},
+        "strategies": ["random", "bm25", "dense:hash", "ensemble"],
+        "train": {"base_model": tiny_bert, "epochs": 1, "batch_size": 4, "max_length": 32, "learning_rate": 1e-3},
+        "evaluate": {"depth": 10, "rerank_depth": 5, "batch_size": 16},
+        **extra,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_run_end_to_end_and_resume(tmp_path, beir_dir, tiny_bert):
+    from sentence_transformers import CrossEncoder
+
+    from hardneg import load_config, run
+
+    path = _config(tmp_path, beir_dir, tiny_bert)
+    result = run(load_config(path))
+    out = tmp_path / "run"
+    systems = {(r.first_stage, r.reranker, r.mode) for r in result.rows}
+    assert ("ensemble", "none", "first stage") in systems
+    for name in ("base", "random", "bm25", "dense:hash", "ensemble"):
+        assert ("ensemble", name, "rerank") in systems
+        assert ("ensemble", name, "interpolated") in systems
+    for row in result.rows:
+        assert set(row.metrics) == {"mrr@3", "mrr@10", "ndcg@10", "precision@1", "recall@100"}
+        assert all(0.0 <= v <= 1.0 for v in row.metrics.values())
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["settings"]["train_pairs"] + saved["settings"]["dev_queries"] >= 5
+    assert "| none (base model, no fine-tuning) |" in (out / "results.md").read_text()
+    for strategy in ("random", "bm25", "dense_hash", "ensemble"):
+        folder = out / "strategies" / strategy
+        CrossEncoder(str(folder / "model"))  # loads in plain sentence-transformers
+        mined = [json.loads(line) for line in (folder / "negatives.jsonl").read_text().splitlines()]
+        assert all(m["positive_id"] not in m["negative_ids"] for m in mined)
+    assert (out / "runs" / "ensemble.test.trec").is_file()
+
+    # A second run reuses every finished stage: no model is retrained.
+    model_file = out / "strategies" / "ensemble" / "model" / "hardneg_training.json"
+    before = os.stat(model_file).st_mtime_ns
+    again = run(load_config(path))
+    assert os.stat(model_file).st_mtime_ns == before
+    assert [r.metrics for r in again.rows] == [r.metrics for r in result.rows]
+
+    # Changing the mining settings re-mines and retrains that strategy only.
+    random_model = out / "strategies" / "random" / "model" / "hardneg_training.json"
+    before_random = os.stat(random_model).st_mtime_ns
+    run(load_config(path, {"strategies": ["random", {"name": "ensemble", "kind": "ensemble",
+                                                     "mining": {"range_min": 1}}]}))
+    assert os.stat(model_file).st_mtime_ns != before
+    assert os.stat(random_model).st_mtime_ns == before_random
+
+
+def test_cli_run_and_mine(tmp_path, beir_dir, tiny_bert):
+    from typer.testing import CliRunner
+
+    from hardneg.cli import app
+
+    path = _config(tmp_path, beir_dir, tiny_bert, strategies=["random"], evaluate={"depth": 10, "rerank_depth": 3,
+                                                                                   "interpolate": False})
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", str(path), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "MRR@10" in result.output and "none (base model, no fine-tuning)" in result.output
+
+    out = tmp_path / "neg.jsonl"
+    result = runner.invoke(app, ["mine", "-d", str(beir_dir), "-o", str(out), "--models", "hash,bm25",
+                                 "--num-negatives", "3", "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 6 and all(len(r["negatives"]) == 3 for r in rows)
+    assert json.loads(out.with_suffix(".summary.json").read_text())["summary"]["pairs"] == 6
+
+    bad = runner.invoke(app, ["mine", "-d", str(beir_dir), "-o", str(out), "--models", "no-such-model",
+                              "--no-progress"])
+    assert bad.exit_code == 2 and "Unknown model 'no-such-model'" in bad.output
+
+
+def test_bad_config_names_the_field(tmp_path):
+    from hardneg import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("dataset: x\nmining:\n  num_negatives: 0\n")
+    with pytest.raises(ValueError, match=r"c\.yaml: invalid config: mining\.num_negatives"):
+        load_config(path)
+    path.write_text("dataset: x\nstrategies: [dense]\n")
+    with pytest.raises(ValueError, match="dense:<model>"):
+        load_config(path)
