@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--models", default="bm25,minilm,wordllama")
     parser.add_argument("--fusions", default="zscore,minmax,rrf")
+    parser.add_argument("--weights", default="", help="weightings of the full ensemble to try, e.g. '1,.5,1;1,0,1'")
     parser.add_argument("--cache-dir", default="runs/.cache/embeddings")
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
@@ -55,6 +56,12 @@ def main() -> None:
                 run = first_stage_run(dataset, queries, Ensemble([members[n] for n in combo], fusion), 100)
                 rows.append({"system": "+".join(combo), "fusion": fusion, **evaluate_run(qrels, run, METRICS)})
                 print(rows[-1], file=sys.stderr)
+    for weighting in filter(None, args.weights.split(";")):
+        weights = [float(w) for w in weighting.split(",")]
+        run = first_stage_run(dataset, queries, Ensemble([members[n] for n in names], "zscore", weights), 100)
+        rows.append({"system": "+".join(names), "fusion": "zscore", "weights": weights,
+                     **evaluate_run(qrels, run, METRICS)})
+        print(rows[-1], file=sys.stderr)
     write_json(args.output, {"command": " ".join(["python"] + sys.argv), "dataset": args.dataset,
                              "split": args.split, "queries": len(queries), "machine": platform.platform(),
                              "note": "index_seconds includes embedding the corpus (cold cache on first run)",

@@ -121,3 +121,14 @@ def test_bad_config_names_the_field(tmp_path):
     path.write_text("dataset: x\nstrategies: [dense]\n")
     with pytest.raises(ValueError, match="dense:<model>"):
         load_config(path)
+
+
+def test_query_sampling_and_dev_split_are_seeded_and_sized():
+    from hardneg.pipeline import sample_queries, split_queries
+
+    ids = [f"q{i}" for i in range(100)]
+    assert len(sample_queries(ids, 20, seed=1)) == 20
+    assert sample_queries(ids, 20, seed=1) == sample_queries(ids, 20, seed=1)
+    assert sample_queries(ids, None, seed=1) == ids
+    train, dev = split_queries(ids, 0.1, seed=3)
+    assert len(dev) == 10 and not set(train) & set(dev) and sorted(train + dev) == sorted(ids)

@@ -48,7 +48,7 @@ def split_queries(query_ids: list[str], fraction: float, seed: int) -> tuple[lis
 def sample_queries(query_ids: list[str], n: int | None, seed: int) -> list[str]:
     if n is None or n >= len(query_ids):
         return query_ids
-    keep = set(split_queries(query_ids, 1 - n / len(query_ids), seed + 1)[1])
+    keep = set(split_queries(query_ids, n / len(query_ids), seed + 1)[1])
     return [q for q in query_ids if q in keep]
 
 
@@ -169,17 +169,22 @@ def evaluate_all(dataset: Dataset, config: RunConfig, retrievers: Retrievers, mo
 
     rows = [Row(name, "none", "first stage", evaluate_run(test_qrels, runs["test"], ev.metrics))
             for name, runs in first_stages.items()]
-    rerankers = {"base": config.train.base_model, **{k: str(v) for k, v in models.items()}}
+    reranked_stages = {k: v for k, v in first_stages.items() if ev.rerank is None or k in ev.rerank}
+    rerankers = {**({"base": config.train.base_model} if ev.include_base else {}),
+                 **{k: str(v) for k, v in models.items()}}
     for system, model_path in rerankers.items():
+        from transformers import set_seed
+
+        set_seed(config.seed)  # the base model's new scoring head is randomly initialised: make it repeatable
         model = load_cross_encoder(model_path, config.train.max_length)
         store = {split: ScoreStore(out / "scores" / f"{_slug(system)}.{split}.json") for split in ("test", "dev")}
         for split in ("test", "dev"):
-            needed = [(q, d) for runs in first_stages.values() for q, docs in runs[split].items()
+            needed = [(q, d) for runs in reranked_stages.values() for q, docs in runs[split].items()
                       for d in ranked(docs)[:ev.rerank_depth]]
             if split == "dev" and not ev.interpolate:
                 continue
             score_pairs(model, dataset, needed, store[split], ev.batch_size, config.progress)
-        for name, runs in first_stages.items():
+        for name, runs in reranked_stages.items():
             reranked = rerank_run(runs["test"], store["test"].scores, ev.rerank_depth)
             write_trec(out / "runs" / f"{_slug(name)}.{_slug(system)}.{ev.split}.trec", reranked, _slug(system))
             rows.append(Row(name, system, "rerank", evaluate_run(test_qrels, reranked, ev.metrics)))

@@ -92,7 +92,7 @@ class Embedder(ABC):
             # Similar lengths in a batch waste less padding.
             todo.sort(key=len)
             if todo:
-                logger.info("%s: embedding %d %ss (%d cached)", self.name, len(todo), kind, len(vectors))
+                logger.info("%s: embedding %d %s texts (%d cached)", self.name, len(todo), kind, len(vectors))
             with tqdm(total=len(todo), desc=f"embed {self.name} ({kind}s)", disable=not progress or not todo,
                       unit="text") as bar:
                 for start in range(0, len(todo), self.batch_size):
