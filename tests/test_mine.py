@@ -130,3 +130,22 @@ def test_mining_invariants(members, num_negatives, depth, ratio, range_min, widt
             assert (q, d) in short
     again = mine(ds, pairs, ens, cfg, "s", seed=seed, progress=False)
     assert [p.as_dict() for p in again.pairs] == [p.as_dict() for p in first.pairs]  # same seed, same output
+
+
+def test_output_formats_for_sentence_transformers_losses(members):
+    from hardneg.mine import as_hf_dataset
+
+    ds, dense, bm25 = members
+    result = mine(ds, training_pairs(ds, "train"), Ensemble([dense, bm25]), MiningConfig(num_negatives=2, depth=12),
+                  "e", progress=False)
+    ntuple, dropped = as_hf_dataset(result.pairs, "n-tuple", 2)
+    assert ntuple.column_names == ["query", "positive", "negative_1", "negative_2"] and dropped == 0
+    assert len(ntuple) == len(result.pairs)
+    triplet, _ = as_hf_dataset(result.pairs, "triplet")
+    assert triplet.column_names == ["query", "positive", "negative"] and len(triplet) == 2 * len(result.pairs)
+    labeled, _ = as_hf_dataset(result.pairs, "labeled-pair")
+    assert sum(labeled["label"]) == len(result.pairs) and len(labeled) == 3 * len(result.pairs)
+    short, dropped = as_hf_dataset(result.pairs, "n-tuple", 3)  # nobody has 3: all left out, and counted
+    assert len(short) == 0 and dropped == len(result.pairs)
+    with pytest.raises(ValueError, match="Unknown output format"):
+        as_hf_dataset(result.pairs, "csv")

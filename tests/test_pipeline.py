@@ -105,6 +105,13 @@ def test_cli_run_and_mine(tmp_path, beir_dir, tiny_bert):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 6 and all(len(r["negatives"]) == 3 for r in rows)
     assert json.loads(out.with_suffix(".summary.json").read_text())["summary"]["pairs"] == 6
+    result = runner.invoke(app, ["mine", "-d", str(beir_dir), "-o", str(out), "--models", "hash", "--strategy",
+                                 "dense:hash", "-n", "2", "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+                                 "--hf-dataset", str(tmp_path / "hf")])
+    assert result.exit_code == 0, result.output
+    from datasets import load_from_disk
+
+    assert load_from_disk(str(tmp_path / "hf")).column_names == ["query", "positive", "negative_1", "negative_2"]
 
     bad = runner.invoke(app, ["mine", "-d", str(beir_dir), "-o", str(out), "--models", "no-such-model",
                               "--no-progress"])
@@ -132,3 +139,16 @@ def test_query_sampling_and_dev_split_are_seeded_and_sized():
     assert sample_queries(ids, None, seed=1) == ids
     train, dev = split_queries(ids, 0.1, seed=3)
     assert len(dev) == 10 and not set(train) & set(dev) and sorted(train + dev) == sorted(ids)
+
+
+def test_rerank_subset_without_base(tmp_path, beir_dir, tiny_bert):
+    from hardneg import load_config, run
+
+    path = _config(tmp_path, beir_dir, tiny_bert, strategies=["bm25"],
+                   evaluate={"first_stages": ["ensemble", "bm25"], "rerank": ["bm25"], "include_base": False,
+                             "depth": 10, "rerank_depth": 4, "interpolate": False})
+    result = run(load_config(path))
+    assert {(r.first_stage, r.reranker, r.mode) for r in result.rows} == {
+        ("ensemble", "none", "first stage"), ("bm25", "none", "first stage"), ("bm25", "bm25", "rerank")}
+    with pytest.raises(ValueError, match=r"evaluate\.rerank names \['hash'\]"):
+        load_config(path, {"evaluate.rerank": ["hash"]})

@@ -86,6 +86,8 @@ def mine_command(
         random_share: Annotated[float, typer.Option(help="Share of negatives drawn at random.")] = 0.0,
         fusion: Annotated[str, typer.Option(help="zscore, minmax, rrf or mean")] = "zscore",
         cache_dir: Annotated[Path, typer.Option(help="Embedding cache folder.")] = Path(".cache/embeddings"),
+        hf_dataset: Annotated[Optional[Path], typer.Option(help="Also save a Hugging Face dataset folder here.")] = None,
+        hf_format: Annotated[str, typer.Option(help="n-tuple, triplet or labeled-pair (for --hf-dataset).")] = "n-tuple",
         seed: int = 42, data_dir: DataDir = None, no_progress: Quiet = False, verbose: Verbose = 0) -> None:
     """Mine negatives for a dataset's (query, positive) pairs and write them as JSONL (+ a summary JSON).
 
@@ -94,7 +96,7 @@ def mine_command(
     from .config import MiningConfig, RunConfig, StrategyConfig
     from .data import DataError, load_beir, resolve_dataset
     from .io import write_json, write_jsonl
-    from .mine import mine, training_pairs
+    from .mine import as_hf_dataset, mine, training_pairs
     from .pipeline import Retrievers
 
     _logging(verbose)
@@ -113,6 +115,13 @@ def mine_command(
     except (DataError, ValueError, ImportError) as exc:
         _fail(exc)
     write_jsonl(output, (p.as_dict() for p in result.pairs))
+    if hf_dataset is not None:
+        try:
+            hf, left_out = as_hf_dataset(result.pairs, hf_format, num_negatives)
+        except ValueError as exc:
+            _fail(exc)
+        hf.save_to_disk(str(hf_dataset))
+        typer.echo(f"Hugging Face dataset ({hf_format}, {len(hf)} rows, {left_out} short pairs left out) -> {hf_dataset}")
     summary_path = output.with_suffix(".summary.json")
     write_json(summary_path, {"members": members, "mining": cfg.mining.model_dump(), "data": data.report.as_dict(),
                               "summary": result.summary.as_dict()})

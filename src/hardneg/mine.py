@@ -10,6 +10,7 @@ import hashlib
 import logging
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -182,3 +183,37 @@ def mine(dataset: Dataset, pairs: list[tuple[str, str]], ensemble: Ensemble | No
     logger.info("Mined %s: %d pairs; removed %s; %d random fill; %d short", strategy, len(out),
                 dict(summary.removed), summary.random_fill, len(summary.short_pairs))
     return MiningResult(out, summary)
+
+
+OutputFormat = Literal["n-tuple", "triplet", "labeled-pair"]
+
+
+def as_hf_dataset(pairs: list[MinedPair], fmt: OutputFormat = "n-tuple", num_negatives: int | None = None):
+    """Mined pairs in a column layout sentence-transformers' losses take; returns (dataset, rows left out).
+
+    ``n-tuple``: (query, positive, negative_1..n), for triplet-margin / multiple-negatives losses; pairs with fewer
+    than ``num_negatives`` negatives are left out and counted. ``triplet``: one (query, positive, negative) row
+    per negative. ``labeled-pair``: (query, passage, label) with label 1 for the positive, 0 for each negative.
+    """
+    from datasets import Dataset
+
+    if fmt == "labeled-pair":
+        rows: dict[str, list] = {"query": [], "passage": [], "label": []}
+        for pair in pairs:
+            for doc, label in [(pair.positive, 1.0)] + [(n, 0.0) for n in pair.negatives]:
+                rows["query"].append(pair.query)
+                rows["passage"].append(doc)
+                rows["label"].append(label)
+        return Dataset.from_dict(rows), 0
+    if fmt == "triplet":
+        triples = [(p.query, p.positive, n) for p in pairs for n in p.negatives]
+        return Dataset.from_dict({"query": [t[0] for t in triples], "positive": [t[1] for t in triples],
+                                  "negative": [t[2] for t in triples]}), sum(1 for p in pairs if not p.negatives)
+    if fmt != "n-tuple":
+        raise ValueError(f"Unknown output format {fmt!r}: choose n-tuple, triplet or labeled-pair.")
+    n = num_negatives if num_negatives is not None else max((len(p.negatives) for p in pairs), default=0)
+    full = [p for p in pairs if len(p.negatives) >= n]
+    columns = {"query": [p.query for p in full], "positive": [p.positive for p in full]}
+    for i in range(n):
+        columns[f"negative_{i + 1}"] = [p.negatives[i] for p in full]
+    return Dataset.from_dict(columns), len(pairs) - len(full)

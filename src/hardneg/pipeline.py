@@ -140,7 +140,8 @@ def run_pipeline(config: RunConfig) -> RunResult:
                                                progress=config.progress)
 
     rows = evaluate_all(dataset, config, retrievers, models, dev_ids, out)
-    settings = {"dataset": dataset.name, "train_queries": len(train_ids), "train_pairs": len(pairs),
+    settings = {"dataset": dataset.name, "data": dataset.report.summary(), "train_queries": len(train_ids),
+                "train_pairs": len(pairs),
                 "dev_queries": len(dev_ids), "config": config.model_dump()}
     markdown = results_markdown(rows, config.evaluate.metrics, settings, mining_info)
     write_json(out / "results.json", {"settings": settings, "rows": [r.as_dict() for r in rows],

@@ -34,7 +34,8 @@ def results_markdown(rows: list[Row], metrics: list[str], settings: dict, mining
              f"{settings['train_queries']} training queries ({settings['train_pairs']} query-positive pairs), "
              f"{settings['dev_queries']} dev queries for the interpolation weight; evaluated on "
              f"`{settings['config']['evaluate']['split']}`. Re-rankers re-score the top "
-             f"{settings['config']['evaluate']['rerank_depth']} of each first stage.", ""]
+             f"{settings['config']['evaluate']['rerank_depth']} of each first stage. "
+             f"Data: {settings.get('data', 'nothing skipped')}.", ""]
     for first_stage in dict.fromkeys(r.first_stage for r in rows):
         parts += [f"## First stage: {first_stage}", "", results_table(rows, metrics, first_stage), ""]
     parts += ["## Mining", "", "| strategy | members | pairs | removed by rule | random fill | short pairs |",

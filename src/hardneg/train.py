@@ -12,7 +12,7 @@ from pathlib import Path
 from .config import TrainConfig
 from .embed import resolve_st_model
 from .io import write_json
-from .mine import MinedPair
+from .mine import MinedPair, as_hf_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -28,25 +28,6 @@ def load_cross_encoder(name_or_path: str, max_length: int | None = None):
         return CrossEncoder(path, num_labels=1, max_length=max_length)
     except OSError as exc:
         raise ValueError(f"Cannot load cross-encoder {name_or_path!r} (resolved to {path!r}): {exc}") from None
-
-
-def training_dataset(pairs: list[MinedPair], loss: str, num_negatives: int):
-    """An HF dataset in the column layout the loss expects; returns (dataset, rows dropped for being short)."""
-    from datasets import Dataset
-
-    if loss == "bce":
-        rows = {"query": [], "passage": [], "label": []}
-        for pair in pairs:
-            for doc, label in [(pair.positive, 1.0)] + [(n, 0.0) for n in pair.negatives]:
-                rows["query"].append(pair.query)
-                rows["passage"].append(doc)
-                rows["label"].append(label)
-        return Dataset.from_dict(rows), 0
-    full = [p for p in pairs if len(p.negatives) >= num_negatives]
-    columns = {"query": [p.query for p in full], "positive": [p.positive for p in full]}
-    for i in range(num_negatives):
-        columns[f"negative_{i + 1}"] = [p.negatives[i] for p in full]
-    return Dataset.from_dict(columns), len(pairs) - len(full)
 
 
 def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: TrainConfig, num_negatives: int,
@@ -67,7 +48,7 @@ def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: Train
         return final
     if config.max_train_pairs is not None:
         pairs = pairs[:config.max_train_pairs]
-    dataset, dropped = training_dataset(pairs, config.loss, num_negatives)
+    dataset, dropped = as_hf_dataset(pairs, "labeled-pair" if config.loss == "bce" else "n-tuple", num_negatives)
     if len(dataset) == 0:
         raise ValueError("No training rows: every mined pair had fewer negatives than requested.")
     if dropped:
