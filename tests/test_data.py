@@ -124,3 +124,30 @@ def test_download_checks_md5_and_unpacks(tmp_path, monkeypatch):
 def test_download_offline_says_where_to_put_files(tmp_path):
     with pytest.raises(DataError, match=r"offline, put the BEIR folder at .*scifact"):
         download_beir("scifact", tmp_path, url="http://127.0.0.1:9/scifact.zip", timeout=2)
+
+
+def test_non_utf8_line_names_file_and_line(beir_dir):
+    with (beir_dir / "queries.jsonl").open("ab") as f:
+        f.write(b'{"_id": "q11", "text": "caf\xe9"}\n')
+    with pytest.raises(DataError, match=r"queries\.jsonl:11: not valid UTF-8"):
+        load_beir(beir_dir)
+
+
+def test_fractional_and_repeated_relevance(beir_dir):
+    qrels = beir_dir / "qrels" / "train.tsv"
+    original = qrels.read_text()
+    qrels.write_text(original + "q1\td02\t0.5\n")
+    with pytest.raises(DataError, match=r"train\.tsv:8: relevance '0\.5' is not a whole number"):
+        load_beir(beir_dir)
+    qrels.write_text(original + "q1\td01\t2.0\nq1\td01\t0\n")
+    ds = load_beir(beir_dir)
+    assert ds.qrels["train"]["q1"]["d01"] == 2  # highest grade kept
+    assert ds.report.skipped["repeated qrels row, highest grade kept (train.tsv)"] == 2
+
+
+def test_download_refuses_to_overwrite_a_user_folder(tmp_path):
+    (tmp_path / "scifact").mkdir()
+    (tmp_path / "scifact" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="will not overwrite"):
+        download_beir("scifact", tmp_path, url="http://127.0.0.1:9/scifact.zip", timeout=1)
+    assert (tmp_path / "scifact" / "notes.txt").is_file()

@@ -24,8 +24,10 @@ def test_similarity_ratio_by_hand():
     pos = np.array([1.0, 2.0])
     # member 1: 0.9, 0.5, 0 (clipped); member 2: 2.0, 0.5, 0.0 -> means 1.45, 0.5, 0.0
     np.testing.assert_allclose(similarity_ratio(cand, pos), [1.45, 0.5, 0.0])
-    # a member that scores the positive at 0 gives no scale: candidates at or above it count as 1
-    np.testing.assert_allclose(similarity_ratio(np.array([[0.0, 0.3, -0.1]]), np.array([0.0])), [1.0, 1.0, 0.0])
+    # a member that scores the positive at 0 gives no scale: it is left out; with no scale at all nothing is judged
+    np.testing.assert_allclose(similarity_ratio(np.array([[0.0, 0.3, -0.1]]), np.array([0.0])), [0.0, 0.0, 0.0])
+    both = np.array([[5.0, 1.0], [0.9, 0.45]])
+    np.testing.assert_allclose(similarity_ratio(both, np.array([0.0, 0.9])), [1.0, 0.5])
 
 
 def test_positive_aware_filter_removes_candidates_close_to_the_positive():
@@ -149,3 +151,21 @@ def test_output_formats_for_sentence_transformers_losses(members):
     assert len(short) == 0 and dropped == len(result.pairs)
     with pytest.raises(ValueError, match="Unknown output format"):
         as_hf_dataset(result.pairs, "csv")
+
+
+def test_a_copy_of_the_positive_is_never_a_negative(tmp_path):
+    from hardneg.data import load_beir
+
+    from .conftest import DOCS, write_beir
+
+    docs = DOCS + [("d99", DOCS[0][1], DOCS[0][2])]  # d99 duplicates d01, the positive of q1
+    ds = load_beir(write_beir(tmp_path / "dup", docs=docs))
+    bm25 = BM25Retriever()
+    bm25.index(ds.corpus.full_texts(), ds.corpus.ids)
+    pairs = [("q1", "d01")]
+    for ens in (Ensemble([bm25]), None):
+        result = mine(ds, pairs, ens, MiningConfig(num_negatives=11, depth=13, positive_ratio=None), "s",
+                      progress=False)
+        assert "d99" not in result.pairs[0].negative_ids
+        assert len(result.pairs[0].negative_ids) == 11  # the other 11 documents
+        assert result.summary.removed["copy of a positive"] == 1

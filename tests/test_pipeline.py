@@ -15,6 +15,9 @@ def test_metrics_by_hand():
     m = evaluate_run(qrels, run, ["mrr@10", "precision@1"])
     assert m["mrr@10"] == pytest.approx((0.5 + 1.0) / 2)
     assert m["precision@1"] == pytest.approx(0.5)
+    # ties are ordered by document id, not by ranx's sort
+    assert evaluate_run({"a": {"b": 1}}, {"a": {"c": 1.0, "b": 1.0}}, ["mrr@10"])["mrr@10"] == 1.0
+    assert evaluate_run({"a": {"c": 1}}, {"a": {"c": 1.0, "b": 1.0}}, ["mrr@10"])["mrr@10"] == 0.5
     # a query the run misses counts as zero rather than vanishing from the mean
     assert evaluate_run({**qrels, "c": {"x": 1}}, run, ["mrr@10"])["mrr@10"] == pytest.approx(1.5 / 3)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -58,6 +59,9 @@ class StrategyConfig(_Strict):
                 if not model:
                     raise ValueError("'dense' needs a model: dense:<model>, e.g. dense:minilm")
                 return {"name": value, "kind": "dense", "models": [model]}
+            if model:
+                raise ValueError(f"strategy {value!r}: only 'dense' takes a ':<model>' suffix; for an ensemble of "
+                                 "other models write {name: ..., kind: ensemble, models: [...]}")
             return {"name": value, "kind": kind}
         return value
 
@@ -132,6 +136,15 @@ class RunConfig(_Strict):
             self.weights = list(DEFAULT_WEIGHTS)
         if self.weights is not None and len(self.weights) != len(self.ensemble):
             raise ValueError(f"weights has {len(self.weights)} values for {len(self.ensemble)} ensemble members")
+        if self.weights is not None and (min(self.weights) < 0 or sum(self.weights) <= 0):
+            raise ValueError(f"weights must be non-negative with a positive sum, got {self.weights}")
+        return self
+
+    @model_validator(mode="after")
+    def _splits(self) -> RunConfig:
+        if self.train_split == self.evaluate.split:
+            raise ValueError(f"train_split and evaluate.split are both {self.train_split!r}: training on the "
+                             "queries you evaluate on inflates every score. Use separate qrels splits.")
         return self
 
     @model_validator(mode="after")
@@ -145,9 +158,10 @@ class RunConfig(_Strict):
     @classmethod
     def _unique_names(cls, value: list[StrategyConfig]) -> list[StrategyConfig]:
         names = [s.name for s in value]
-        dupes = {n for n in names if names.count(n) > 1}
+        slugs = [slug(n) for n in names]
+        dupes = {n for n, sl in zip(names, slugs) if slugs.count(sl) > 1}
         if dupes:
-            raise ValueError(f"strategy names must be unique; repeated: {sorted(dupes)}")
+            raise ValueError(f"strategy names must be unique as folder names; clashing: {sorted(dupes)}")
         if "base" in names:
             raise ValueError("'base' is reserved for the untuned re-ranker")
         return value
@@ -161,6 +175,11 @@ class RunConfig(_Strict):
         if strategy.kind == "bm25":
             return ["bm25"]
         return list(strategy.models or [])
+
+
+def slug(name: str) -> str:
+    """A strategy or model name as a folder / file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
 def fingerprint(*parts) -> str:

@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import tempfile
 import zipfile
 from collections import Counter, defaultdict
@@ -90,6 +89,7 @@ class LoadReport:
 
     skipped: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    skipped_ids: set[str] = field(default_factory=set)  # queries dropped as empty: their qrels rows say so
 
     def skip(self, reason: str, where: str) -> None:
         self.skipped[reason] += 1
@@ -112,6 +112,7 @@ class Dataset:
     queries: Queries
     qrels: dict[str, Qrels]
     report: LoadReport
+    signature: str = ""  # size and mtime of the files read: finished stages are reused only for the same data
 
     def positives(self, split: str) -> dict[str, list[str]]:
         """Relevant document ids per query of a split, in qrels order."""
@@ -131,8 +132,9 @@ class Dataset:
 
 def _read_jsonl(path: Path):
     """Yield (line number, object) for each non-empty line; a malformed line raises naming file and line."""
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            line = _decode(raw, path, lineno)
             if not line.strip():
                 continue
             try:
@@ -142,6 +144,30 @@ def _read_jsonl(path: Path):
             if not isinstance(record, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}.")
             yield lineno, record
+
+
+def _decode(raw: bytes, path: Path, lineno: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}:{lineno}: not valid UTF-8 (byte {exc.start} of the line).") from None
+
+
+def _relevance(score: str, path: Path, lineno: int) -> int | None:
+    """An integer grade; None for a header row; a DataError for anything else."""
+    try:
+        return int(score)
+    except ValueError:
+        pass
+    try:
+        value = float(score)
+    except ValueError:
+        if lineno == 1 and score.lower() in {"score", "relevance", "rel", "label", "grade"}:
+            return None
+        raise DataError(f"{path}:{lineno}: relevance {score!r} is not a number.") from None
+    if not value.is_integer():
+        raise DataError(f"{path}:{lineno}: relevance {score!r} is not a whole number (graded qrels use 0, 1, 2...).")
+    return int(value)
 
 
 def _record_id(record: dict, path: Path, lineno: int, seen: dict[str, int]) -> str:
@@ -187,6 +213,7 @@ def load_queries(path: Path, report: LoadReport) -> Queries:
         text = _text_field(record, "text", path, lineno)
         if not text.strip():
             report.skip("empty query", f"{path.name}:{lineno}")
+            report.skipped_ids.add(qid)
             continue
         ids.append(qid)
         texts.append(text)
@@ -195,11 +222,13 @@ def load_queries(path: Path, report: LoadReport) -> Queries:
     return Queries.from_records(ids, texts)
 
 
-def load_qrels(path: Path, corpus: Corpus, queries: Queries, report: LoadReport) -> Qrels:
+def load_qrels(path: Path, corpus: Corpus, queries: Queries, report: LoadReport,
+               skipped_queries: frozenset[str] = frozenset()) -> Qrels:
     """Read a qrels TSV (with or without the BEIR header). Rows naming unknown ids are counted and skipped."""
     qrels: Qrels = defaultdict(dict)
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            line = _decode(raw, path, lineno)
             if not line.strip():
                 continue
             cols = line.rstrip("\n\r").split("\t")
@@ -209,18 +238,21 @@ def load_qrels(path: Path, corpus: Corpus, queries: Queries, report: LoadReport)
                 raise DataError(f"{path}:{lineno}: expected 3 tab-separated columns (query-id, corpus-id, score), "
                                 f"got {len(cols)}.")
             qid, doc_id, score = (c.strip() for c in cols)
-            try:
-                rel = int(float(score))
-            except ValueError:
-                if lineno == 1:
-                    continue  # header row
-                raise DataError(f"{path}:{lineno}: relevance {score!r} is not a number.") from None
+            rel = _relevance(score, path, lineno)
+            if rel is None:
+                continue  # header row
+            if qid in skipped_queries:
+                report.skip(f"qrels row for a skipped (empty) query ({path.name})", f"{path.name}:{lineno}")
+                continue
             if qid not in queries.index:
                 report.skip(f"qrels row with unknown query ({path.name})", f"{path.name}:{lineno} query {qid!r}")
                 continue
             if doc_id not in corpus.index:
                 report.skip(f"qrels row with unknown document ({path.name})", f"{path.name}:{lineno} doc {doc_id!r}")
                 continue
+            if doc_id in qrels[qid]:
+                report.skip(f"repeated qrels row, highest grade kept ({path.name})", f"{path.name}:{lineno}")
+                rel = max(rel, qrels[qid][doc_id])
             qrels[qid][doc_id] = rel
     return dict(qrels)
 
@@ -243,7 +275,7 @@ def load_beir(path: str | Path, splits: list[str] | None = None, name: str | Non
         split_path = qrels_dir / f"{split}.tsv"
         if not split_path.is_file():
             raise DataError(f"{split_path}: file not found (available splits: {available or 'none'}).")
-        qrels[split] = load_qrels(split_path, corpus, queries, report)
+        qrels[split] = load_qrels(split_path, corpus, queries, report, frozenset(report.skipped_ids))
     labelled = set().union(*(q.keys() for q in qrels.values())) if qrels else set()
     for split, split_qrels in qrels.items():
         for qid, docs in split_qrels.items():
@@ -252,7 +284,10 @@ def load_beir(path: str | Path, splits: list[str] | None = None, name: str | Non
     unused = len(queries) - len(labelled & set(queries.ids))
     if unused:
         report.skip("query in no qrels split (unused)", f"{unused} queries")
-    dataset = Dataset(name or root.name, corpus, queries, qrels, report)
+    files = [root / "corpus.jsonl", root / "queries.jsonl"] + [qrels_dir / f"{s}.tsv" for s in wanted]
+    stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    signature = hashlib.sha1(json.dumps(stats).encode()).hexdigest()[:12]
+    dataset = Dataset(name or root.name, corpus, queries, qrels, report, signature)
     logger.info("Loaded %s: %d documents, %d queries, splits %s; %s", dataset.name, len(corpus), len(queries),
                 {s: len(q) for s, q in qrels.items()}, report.summary())
     return dataset
@@ -295,6 +330,9 @@ def download_beir(name: str, root: Path, url: str | None = None, timeout: float 
     url = url or BEIR_URL.format(name=name)
     root.mkdir(parents=True, exist_ok=True)
     target = root / name
+    if target.exists():
+        raise DataError(f"{target} exists but holds no corpus.jsonl; move it away (hardneg will not overwrite it) "
+                        "and download again.")
     with tempfile.TemporaryDirectory(dir=root, prefix=f".{name}-") as tmp:
         zip_path = Path(tmp) / f"{name}.zip"
         logger.info("Downloading %s from %s", name, url)
@@ -320,7 +358,5 @@ def download_beir(name: str, root: Path, url: str | None = None, timeout: float 
         unpacked = Path(tmp) / name
         if not (unpacked / "corpus.jsonl").is_file():
             raise DataError(f"{url}: archive has no {name}/corpus.jsonl.")
-        if target.exists():
-            shutil.rmtree(target)
         unpacked.rename(target)
     return target

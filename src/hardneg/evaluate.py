@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from .data import Dataset, Qrels
-from .io import atomic_write
-from .retrieve import Ensemble
+from .io import atomic_write, read_json
+from .retrieve import Ensemble, normalise
 
 logger = logging.getLogger(__name__)
 
@@ -35,23 +35,34 @@ def first_stage_run(dataset: Dataset, query_ids: list[str], ensemble: Ensemble, 
 
 
 class ScoreStore:
-    """A re-ranker's (query, document) scores, kept on disk so a resumed run re-scores nothing."""
+    """A re-ranker's (query, document) scores, kept on disk so a resumed run re-scores nothing.
 
-    def __init__(self, path: str | Path | None):
+    The file records a fingerprint of the model that produced the scores; scores from any other model (a
+    retrained strategy, a changed base model or max length) are discarded, never mixed in. Scores are what
+    ``CrossEncoder.predict`` returns (sigmoid of the logit for a one-label model): monotonic in the logit, so
+    rankings are the same, and bounded, which keeps the interpolation's z-scores robust to outliers.
+    """
+
+    def __init__(self, path: str | Path | None, fingerprint: str = ""):
         self.path = Path(path) if path else None
+        self.fingerprint = fingerprint
         self.scores: dict[str, dict[str, float]] = {}
         if self.path and self.path.is_file():
-            self.scores = json.loads(self.path.read_text())
+            saved = read_json(self.path)
+            if isinstance(saved, dict) and saved.get("fingerprint") == fingerprint:
+                self.scores = saved["scores"]
+            else:
+                logger.info("Discarding scores in %s: they came from another model", self.path)
 
     def missing(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
         return [(q, d) for q, d in pairs if d not in self.scores.get(q, {})]
 
     def add(self, pairs: list[tuple[str, str]], values: np.ndarray) -> None:
-        for (q, d), v in zip(pairs, values):
+        for (q, d), v in zip(pairs, values, strict=True):
             self.scores.setdefault(q, {})[d] = float(v)
         if self.path:
             with atomic_write(self.path) as handle:
-                json.dump(self.scores, handle)
+                json.dump({"fingerprint": self.fingerprint, "scores": self.scores}, handle)
 
 
 def score_pairs(model, dataset: Dataset, pairs: list[tuple[str, str]], store: ScoreStore, batch_size: int = 64,
@@ -74,11 +85,6 @@ def score_pairs(model, dataset: Dataset, pairs: list[tuple[str, str]], store: Sc
             bar.update(len(chunk))
 
 
-def _z(values: np.ndarray) -> np.ndarray:
-    std = values.std()
-    return (values - values.mean()) / std if std > 0 else np.zeros_like(values)
-
-
 def rerank_run(first_stage: RunDict, scores: dict[str, dict[str, float]], rerank_depth: int,
                alpha: float = 1.0) -> RunDict:
     """Re-order each query's top ``rerank_depth`` by ``alpha * z(reranker) + (1 - alpha) * z(first stage)``.
@@ -91,7 +97,7 @@ def rerank_run(first_stage: RunDict, scores: dict[str, dict[str, float]], rerank
         head, tail = order[:rerank_depth], order[rerank_depth:]
         ce = np.array([scores[qid][d] for d in head], dtype=np.float64)
         fs = np.array([fs_scores[d] for d in head], dtype=np.float64)
-        mixed = alpha * _z(ce) + (1 - alpha) * _z(fs) if alpha < 1 else ce
+        mixed = alpha * normalise(ce, "zscore") + (1 - alpha) * normalise(fs, "zscore") if alpha < 1 else ce
         head_sorted = sorted(range(len(head)), key=lambda i: (-mixed[i], head[i]))
         final = [head[i] for i in head_sorted] + tail
         out[qid] = {d: float(len(final) - r) for r, d in enumerate(final)}
@@ -99,25 +105,24 @@ def rerank_run(first_stage: RunDict, scores: dict[str, dict[str, float]], rerank
 
 
 def evaluate_run(qrels: Qrels, run: RunDict, metrics: list[str]) -> dict[str, float]:
-    """Mean metrics over the queries of ``qrels`` (ranx); a query missing from the run scores zero."""
+    """Mean metrics over the queries of ``qrels`` with a positive (ranx); a query missing from the run scores 0.
+
+    Scores are replaced by rank-based ones first, so ties are ordered by document id as everywhere in hardneg,
+    not by ranx's unstable sort.
+    """
     from ranx import Qrels as RanxQrels, Run as RanxRun, evaluate
 
     positive = {q: {d: r for d, r in docs.items() if r > 0} for q, docs in qrels.items()}
     positive = {q: docs for q, docs in positive.items() if docs}
-    full_run = {q: run.get(q) or {"__none__": 0.0} for q in positive}
-    result = evaluate(RanxQrels(positive), RanxRun(full_run), metrics, make_comparable=True)
+    by_rank = {}
+    for q in positive:
+        order = ranked(run.get(q, {}))
+        by_rank[q] = {d: float(len(order) - r) for r, d in enumerate(order)}
+    result = evaluate(RanxQrels(positive), RanxRun({q: docs for q, docs in by_rank.items() if docs}), metrics,
+                      make_comparable=True)
     if isinstance(result, float):  # ranx returns a bare float for one metric
         result = {metrics[0]: result}
     return {m: float(v) for m, v in result.items()}
-
-
-def per_query(qrels: Qrels, run: RunDict, metric: str) -> dict[str, float]:
-    from ranx import Qrels as RanxQrels, Run as RanxRun, evaluate
-
-    positive = {q: {d: r for d, r in docs.items() if r > 0} for q, docs in qrels.items() if q in run}
-    r = RanxRun({q: run[q] for q in positive})
-    evaluate(RanxQrels(positive), r, [metric], make_comparable=True)
-    return dict(r.scores[metric])
 
 
 def tune_alpha(dev_qrels: Qrels, dev_first_stage: RunDict, dev_scores: dict[str, dict[str, float]],

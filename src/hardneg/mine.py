@@ -73,13 +73,14 @@ def similarity_ratio(candidate: np.ndarray, positive: np.ndarray) -> np.ndarray:
 
     ``candidate`` is (members, n) raw scores, ``positive`` is (members,). Raw cosine and BM25 are both 0 for
     "nothing in common", which is what makes a fraction of the positive's score meaningful (NV-Retriever's
-    TopK-PercPos). A member that scores the positive at or below 0 gives no scale; it counts a candidate as 1.0
-    (as close as the positive) when the candidate scores at least as high, else 0. Each ratio is clipped to
-    [0, 2] so one member cannot outvote the rest.
+    TopK-PercPos). A member that scores the positive at or below 0 gives no scale and is left out of the average
+    for that pair; if no member has a scale, every ratio is 0 (nothing can be judged too close). Each ratio is
+    clipped to [0, 2] so one member cannot outvote the rest.
     """
-    positive = positive[:, None]
-    safe = np.where(positive > 0, positive, 1.0)
-    ratio = np.where(positive > 0, candidate / safe, (candidate >= positive).astype(np.float64))
+    has_scale = positive > 0
+    if not has_scale.any():
+        return np.zeros(candidate.shape[1])
+    ratio = candidate[has_scale] / positive[has_scale][:, None]
     return np.clip(ratio, 0.0, 2.0).mean(axis=0)
 
 
@@ -123,6 +124,22 @@ def sample_random(n_docs: int, n: int, excluded: set[int], rng: np.random.Genera
     return chosen
 
 
+def positives_and_copies(dataset: Dataset, query_ids: list[str]) -> tuple[dict[str, set[int]], dict[str, set[int]]]:
+    """Per query, the corpus positions of its labelled positives (every split), and of other documents whose
+    text is identical to one of them: a copy of a positive must never be used as a negative."""
+    corpus = dataset.corpus
+    labelled = dataset.all_positives()
+    positives = {q: {corpus.index[d] for d in labelled.get(q, ()) if d in corpus.index} for q in query_ids}
+    wanted = {corpus.full_text(i) for idx in positives.values() for i in idx}
+    by_text: dict[str, list[int]] = {}
+    for i in range(len(corpus)):
+        text = corpus.full_text(i)
+        if text in wanted:
+            by_text.setdefault(text, []).append(i)
+    copies = {q: {j for i in idx for j in by_text[corpus.full_text(i)]} - idx for q, idx in positives.items()}
+    return positives, copies
+
+
 def training_pairs(dataset: Dataset, split: str, query_ids: list[str] | None = None) -> list[tuple[str, str]]:
     """(query id, positive id) for every labelled positive of the split, in a stable order."""
     positives = dataset.positives(split)
@@ -136,22 +153,24 @@ def mine(dataset: Dataset, pairs: list[tuple[str, str]], ensemble: Ensemble | No
     from tqdm.auto import tqdm
 
     corpus, queries = dataset.corpus, dataset.queries
-    labelled = dataset.all_positives()
     summary = MiningSummary(strategy=strategy, negatives_requested=config.num_negatives)
-    n_random = int(round(config.random_share * config.num_negatives)) if ensemble is not None else config.num_negatives
+    n_random = (int(config.random_share * config.num_negatives + 0.5) if ensemble is not None
+                else config.num_negatives)
     n_hard = config.num_negatives - n_random
+    query_ids = list(dict.fromkeys(q for q, _ in pairs))
+    positives, copies = positives_and_copies(dataset, query_ids)
+    summary.removed["copy of a positive"] = sum(len(c) for c in copies.values())
 
     pools: dict[str, CandidatePool] = {}
     if ensemble is not None and n_hard:
-        query_ids = list(dict.fromkeys(q for q, _ in pairs))
-        must = [[corpus.index[d] for d in labelled.get(q, ()) if d in corpus.index] for q in query_ids]
-        found = ensemble.candidates([queries.text(q) for q in query_ids], config.depth, must)
-        pools = dict(zip(query_ids, found))
+        found = ensemble.candidates([queries.text(q) for q in query_ids], config.depth,
+                                    [sorted(positives[q]) for q in query_ids])
+        pools = dict(zip(query_ids, found, strict=True))
 
     out: list[MinedPair] = []
     for query_id, positive_id in tqdm(pairs, desc=f"mine {strategy}", disable=not progress, unit="pair"):
         rng = pair_rng(seed, query_id, positive_id)
-        excluded = {corpus.index[d] for d in labelled.get(query_id, ()) if d in corpus.index}
+        excluded = positives[query_id] | copies[query_id]
         positive_idx = corpus.index[positive_id]
         hard_idx: list[int] = []
         scores: list[float | None] = []

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import RunConfig, StrategyConfig, fingerprint
+from . import __version__
+from .config import RunConfig, StrategyConfig, fingerprint, slug
 from .data import Dataset, load_beir, resolve_dataset
 from .evaluate import (Row, RunDict, ScoreStore, evaluate_run, first_stage_run, rerank_run, score_pairs,
                        tune_alpha, write_trec, ranked)
-from .io import read_jsonl, write_json, write_jsonl
+from .io import atomic_write, read_json, read_jsonl, write_json, write_jsonl
 from .mine import MinedPair, mine, training_pairs
 from .report import results_markdown
 from .retrieve import Ensemble, Retriever, make_retriever
-from .train import load_cross_encoder, train_reranker
+from .train import load_cross_encoder, train_reranker, training_info
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +73,32 @@ class Retrievers:
         return self._built[name]
 
     def ensemble(self, names: list[str]) -> Ensemble:
+        """Members are indexed lazily: building the object is cheap, the first search pays for the index."""
         weights = self.config.weights if names == self.config.ensemble else None
-        return Ensemble([self.get(n) for n in names], fusion=self.config.fusion, weights=weights)
+        return Ensemble([_Lazy(self, n) for n in names], fusion=self.config.fusion, weights=weights)
 
     def first_stage(self, name: str) -> Ensemble:
         return self.ensemble(self.config.ensemble if name == "ensemble" else [name])
+
+
+class _Lazy(Retriever):
+    """A member that is built and indexed (once per run, shared) when first used."""
+
+    def __init__(self, pool: Retrievers, name: str):
+        self.pool, self.name = pool, name
+
+    def index(self, documents, doc_ids):  # the shared pool indexes the run's corpus
+        self.pool.get(self.name)
+
+    @property
+    def tie_rank(self):
+        return self.pool.get(self.name).tie_rank
+
+    def query_scores(self, queries, doc_idx):
+        return self.pool.get(self.name).query_scores(queries, doc_idx)
+
+    def search(self, queries, k):
+        return self.pool.get(self.name).search(queries, k)
 
 
 def mine_strategy(dataset: Dataset, strategy: StrategyConfig, config: RunConfig, retrievers: Retrievers,
@@ -85,19 +106,22 @@ def mine_strategy(dataset: Dataset, strategy: StrategyConfig, config: RunConfig,
     """Mine (or reuse) one strategy's negatives; returns the pairs and what mining.json records."""
     mining = config.mining_for(strategy)
     members = config.members_for(strategy)
-    stamp = fingerprint(dataset.name, strategy, mining, members, config.fusion, config.weights, config.seed, pairs)
+    ensemble = retrievers.ensemble(members) if strategy.kind != "random" else None
+    # Only what changes the output: the data, the rules, and for an ensemble its members, fusion and weights.
+    how = (None if ensemble is None else
+           [members, config.embed_max_seq_length] + ([config.fusion, ensemble.weights.tolist()]
+                                                     if len(members) > 1 else []))
+    stamp = fingerprint(dataset.signature, strategy.kind, mining, how, config.seed, pairs, __version__)
     summary_path, negatives_path = folder / "mining.json", folder / "negatives.jsonl"
     if summary_path.is_file() and negatives_path.is_file():
-        import json
-
-        saved = json.loads(summary_path.read_text())
+        saved = read_json(summary_path)
         if saved.get("fingerprint") == stamp:
             logger.info("Reusing mined negatives for %s", strategy.name)
             return [MinedPair(**row) for row in read_jsonl(negatives_path)], saved
-    ensemble = retrievers.ensemble(members) if strategy.kind != "random" else None
     started = time.perf_counter()
     result = mine(dataset, pairs, ensemble, mining, strategy.name, seed=config.seed, progress=config.progress)
     seconds = time.perf_counter() - started
+    summary_path.unlink(missing_ok=True)  # the summary's fingerprint vouches for the negatives: never leave a stale one
     write_jsonl(negatives_path, (p.as_dict() for p in result.pairs))
     saved = {"fingerprint": stamp, "members": members, "mining": mining.model_dump(), "seconds": round(seconds, 1),
              "summary": result.summary.as_dict()}
@@ -126,18 +150,12 @@ def run_pipeline(config: RunConfig) -> RunResult:
     models: dict[str, Path] = {}
     mining_info: dict[str, dict] = {}
     for strategy in config.strategies:
-        folder = out / "strategies" / strategy.name.replace(":", "_").replace("/", "_")
+        folder = out / "strategies" / slug(strategy.name)
         mined, saved = mine_strategy(dataset, strategy, config, retrievers, pairs, folder)
         mining_info[strategy.name] = saved
-        train_stamp = fingerprint(saved["fingerprint"], config.train, config.seed)
-        marker = folder / "train_fingerprint"
-        if marker.is_file() and marker.read_text() != train_stamp:
-            shutil.rmtree(folder / "model", ignore_errors=True)
-            shutil.rmtree(folder / "checkpoints", ignore_errors=True)
-        marker.write_text(train_stamp)
-        models[strategy.name] = train_reranker(mined, folder, config.train,
-                                               config.mining_for(strategy).num_negatives, seed=config.seed,
-                                               progress=config.progress)
+        models[strategy.name] = train_reranker(
+            mined, folder, config.train, config.mining_for(strategy).num_negatives, seed=config.seed,
+            progress=config.progress, fingerprint=fingerprint(saved["fingerprint"], config.train, config.seed))
 
     rows = evaluate_all(dataset, config, retrievers, models, dev_ids, out)
     settings = {"dataset": dataset.name, "data": dataset.report.summary(), "train_queries": len(train_ids),
@@ -146,8 +164,6 @@ def run_pipeline(config: RunConfig) -> RunResult:
     markdown = results_markdown(rows, config.evaluate.metrics, settings, mining_info)
     write_json(out / "results.json", {"settings": settings, "rows": [r.as_dict() for r in rows],
                                       "mining": mining_info})
-    from .io import atomic_write
-
     with atomic_write(out / "results.md") as handle:
         handle.write(markdown)
     return RunResult(out, rows, mining_info, markdown)
@@ -161,12 +177,13 @@ def evaluate_all(dataset: Dataset, config: RunConfig, retrievers: Retrievers, mo
     dev_qrels = {q: dataset.qrels[config.train_split][q] for q in dev_ids}
     test_qrels = {q: test_qrels[q] for q in test_ids}
 
+    tune = ev.interpolate and bool(dev_ids)
     first_stages: dict[str, dict[str, RunDict]] = {}
     for name in ev.first_stages:
         ensemble = retrievers.first_stage(name)
         first_stages[name] = {"test": first_stage_run(dataset, test_ids, ensemble, ev.depth),
-                              "dev": first_stage_run(dataset, dev_ids, ensemble, ev.depth) if dev_ids else {}}
-        write_trec(out / "runs" / f"{_slug(name)}.{ev.split}.trec", first_stages[name]["test"], _slug(name))
+                              "dev": first_stage_run(dataset, dev_ids, ensemble, ev.depth) if tune else {}}
+        write_trec(out / "runs" / f"{slug(name)}.{ev.split}.trec", first_stages[name]["test"], slug(name))
 
     rows = [Row(name, "none", "first stage", evaluate_run(test_qrels, runs["test"], ev.metrics))
             for name, runs in first_stages.items()]
@@ -178,24 +195,22 @@ def evaluate_all(dataset: Dataset, config: RunConfig, retrievers: Retrievers, mo
 
         set_seed(config.seed)  # the base model's new scoring head is randomly initialised: make it repeatable
         model = load_cross_encoder(model_path, config.train.max_length)
-        store = {split: ScoreStore(out / "scores" / f"{_slug(system)}.{split}.json") for split in ("test", "dev")}
-        for split in ("test", "dev"):
+        made_by = fingerprint(system, training_info(model_path).get("fingerprint") or model_path,
+                              config.train.max_length, config.seed)
+        store = {split: ScoreStore(out / "scores" / f"{slug(system)}.{split}.json", made_by)
+                 for split in ("test", "dev")}
+        for split in ("test", "dev") if tune else ("test",):
             needed = [(q, d) for runs in reranked_stages.values() for q, docs in runs[split].items()
                       for d in ranked(docs)[:ev.rerank_depth]]
-            if split == "dev" and not ev.interpolate:
-                continue
             score_pairs(model, dataset, needed, store[split], ev.batch_size, config.progress)
         for name, runs in reranked_stages.items():
             reranked = rerank_run(runs["test"], store["test"].scores, ev.rerank_depth)
-            write_trec(out / "runs" / f"{_slug(name)}.{_slug(system)}.{ev.split}.trec", reranked, _slug(system))
+            write_trec(out / "runs" / f"{slug(name)}.{slug(system)}.{ev.split}.trec", reranked, slug(system))
             rows.append(Row(name, system, "rerank", evaluate_run(test_qrels, reranked, ev.metrics)))
-            if ev.interpolate and dev_ids:
+            if tune:
                 alpha, _ = tune_alpha(dev_qrels, runs["dev"], store["dev"].scores, ev.rerank_depth)
                 mixed = rerank_run(runs["test"], store["test"].scores, ev.rerank_depth, alpha)
                 rows.append(Row(name, system, "interpolated", evaluate_run(test_qrels, mixed, ev.metrics), alpha))
         logger.info("Evaluated re-ranker %s", system)
     return rows
 
-
-def _slug(name: str) -> str:
-    return name.replace(":", "_").replace("/", "_")

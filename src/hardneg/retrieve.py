@@ -27,7 +27,7 @@ def top_k(scores: np.ndarray, k: int, tie_rank: np.ndarray) -> np.ndarray:
     """Indices of the k best columns of each row, ordered by (-score, tie_rank): deterministic under ties."""
     k = min(k, scores.shape[1])
     if k < scores.shape[1]:
-        # Take a few extra past the partition so ties at the cut-off are resolved by rank, not by chance.
+        # Keep every score tied with the k-th so ties at the cut-off are resolved by id rank, not by chance.
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
         out = []
@@ -188,6 +188,8 @@ class Ensemble:
             raise ValueError("An ensemble needs at least one member.")
         if weights is not None and len(weights) != len(members):
             raise ValueError(f"{len(weights)} weights given for {len(members)} ensemble members.")
+        if weights is not None and (min(weights) < 0 or sum(weights) <= 0):
+            raise ValueError(f"ensemble weights must be non-negative with a positive sum, got {weights}.")
         normalise(np.zeros(2), fusion)  # fail early on an unknown fusion name
         self.members = members
         self.fusion = fusion
@@ -211,12 +213,16 @@ class Ensemble:
     def candidates(self, queries: list[str], depth: int,
                    must_include: list[list[int]] | None = None) -> list[CandidatePool]:
         """Union of each member's top ``depth`` (plus ``must_include``), scored by all members and fused."""
+        if must_include is not None and len(must_include) != len(queries):
+            raise ValueError(f"must_include has {len(must_include)} entries for {len(queries)} queries")
         pools: list[set[int]] = [set(extra) for extra in must_include] if must_include else [set() for _ in queries]
         for member in self.members:
             idx, _ = member.search(queries, depth)
-            for pool, row in zip(pools, idx):
+            for pool, row in zip(pools, idx, strict=True):
                 pool.update(int(i) for i in row)
-        doc_idx = [np.fromiter(sorted(pool), dtype=np.int64, count=len(pool)) for pool in pools]
+        # Pools in id order, so any order-dependent step (RRF ranks under ties) breaks ties by id.
+        tie = self.tie_rank
+        doc_idx = [np.fromiter(sorted(pool, key=lambda i: tie[i]), dtype=np.int64, count=len(pool)) for pool in pools]
         per_member = [member.query_scores(queries, doc_idx) for member in self.members]
         out = []
         for qi, idx in enumerate(doc_idx):

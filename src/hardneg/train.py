@@ -9,6 +9,8 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .config import TrainConfig
 from .embed import resolve_st_model
 from .io import write_json
@@ -31,10 +33,11 @@ def load_cross_encoder(name_or_path: str, max_length: int | None = None):
 
 
 def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: TrainConfig, num_negatives: int,
-                   seed: int = 42, progress: bool = True) -> Path:
+                   seed: int = 42, progress: bool = True, fingerprint: str = "") -> Path:
     """Train and save a re-ranker to ``output_dir/model`` (loadable with ``CrossEncoder(folder)``).
 
-    A finished model is reused; an interrupted one resumes from its last checkpoint.
+    ``fingerprint`` names the data and settings: a finished model with the same fingerprint is reused, one with
+    another is retrained; an interrupted run with the same fingerprint resumes from its last checkpoint.
     """
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
@@ -43,11 +46,18 @@ def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: Train
 
     output_dir = Path(output_dir)
     final = output_dir / "model"
-    if (final / DONE_MARKER).is_file():
+    checkpoints = output_dir / "checkpoints"
+    if training_info(final).get("fingerprint") == fingerprint:
         logger.info("Re-ranker already trained at %s; reusing it", final)
         return final
-    if config.max_train_pairs is not None:
-        pairs = pairs[:config.max_train_pairs]
+    stamp = checkpoints / "fingerprint"
+    if checkpoints.is_dir() and (not stamp.is_file() or stamp.read_text() != fingerprint):
+        shutil.rmtree(checkpoints)  # checkpoints of other data or settings: never resume from them
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint)
+    if config.max_train_pairs is not None and len(pairs) > config.max_train_pairs:
+        keep = set(np.random.default_rng(seed).choice(len(pairs), config.max_train_pairs, replace=False).tolist())
+        pairs = [p for i, p in enumerate(pairs) if i in keep]
     dataset, dropped = as_hf_dataset(pairs, "labeled-pair" if config.loss == "bce" else "n-tuple", num_negatives)
     if len(dataset) == 0:
         raise ValueError("No training rows: every mined pair had fewer negatives than requested.")
@@ -64,7 +74,6 @@ def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: Train
 
     steps_per_epoch = math.ceil(len(dataset) / config.batch_size)
     total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))
-    checkpoints = output_dir / "checkpoints"
     args = CrossEncoderTrainingArguments(
         output_dir=str(checkpoints), num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate, warmup_steps=int(config.warmup_ratio * total_steps), seed=seed,
@@ -72,7 +81,7 @@ def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: Train
         logging_steps=max(1, total_steps // 20), report_to="none", disable_tqdm=not progress,
         dataloader_drop_last=False, use_cpu=not torch.cuda.is_available())
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
-    resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    resume = get_last_checkpoint(str(checkpoints))
     if resume:
         logger.info("Resuming training from %s", resume)
     started = time.perf_counter()
@@ -85,7 +94,7 @@ def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: Train
     model.save_pretrained(str(staging))
     history = [{k: v for k, v in entry.items()} for entry in trainer.state.log_history]
     write_json(staging / DONE_MARKER, {
-        "base_model": config.base_model, "settings": config.model_dump(), "num_negatives": num_negatives,
+        "fingerprint": fingerprint, "base_model": config.base_model, "settings": config.model_dump(), "num_negatives": num_negatives,
         "rows": len(dataset), "rows_dropped_short": dropped, "steps": trainer.state.global_step,
         "train_seconds": round(seconds, 1), "seed": seed, "log_history": history})
     shutil.rmtree(final, ignore_errors=True)
@@ -97,5 +106,6 @@ def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: Train
 
 
 def training_info(model_dir: str | Path) -> dict:
+    """What hardneg recorded when it trained ``model_dir`` (empty for a model it did not train)."""
     path = Path(model_dir) / DONE_MARKER
     return json.loads(path.read_text()) if path.is_file() else {}

@@ -49,9 +49,11 @@ class SentenceTransformerEmbedder(Embedder):
         return self._model
 
     def embed_batch(self, texts: list[str], kind: Kind) -> np.ndarray:
+        # encode_query / encode_document apply the prompts a model ships with (e5, bge, nomic...).
+        encode = self.model.encode_query if kind == "query" else self.model.encode_document
         prefix = self.prefixes[kind]
-        return self.model.encode([prefix + t for t in texts], batch_size=len(texts), convert_to_numpy=True,
-                                 show_progress_bar=False)
+        return encode([prefix + t for t in texts], batch_size=len(texts), convert_to_numpy=True,
+                      show_progress_bar=False)
 
 
 class WordLlamaEmbedder(Embedder):

