@@ -31,7 +31,7 @@ test-slow: venv
 # Slow, real-data benchmarks: never part of `make test`.
 bench: venv
 	$(BIN)/hardneg run configs/scifact.yaml
-	$(BIN)/python benchmarks/record.py runs/scifact benchmarks/scifact_full.json
+	$(BIN)/python benchmarks/record.py runs/scifact benchmarks/scifact_full.json --command "HARDNEG_DATA=$(HARDNEG_DATA) hardneg run configs/scifact.yaml"
 
 bench-ensemble: venv
 	$(BIN)/python benchmarks/first_stage.py --dataset scifact --output benchmarks/first_stage_scifact.json

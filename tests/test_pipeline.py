@@ -155,3 +155,15 @@ def test_rerank_subset_without_base(tmp_path, beir_dir, tiny_bert):
         ("ensemble", "none", "first stage"), ("bm25", "none", "first stage"), ("bm25", "bm25", "rerank")}
     with pytest.raises(ValueError, match=r"evaluate\.rerank names \['hash'\]"):
         load_config(path, {"evaluate.rerank": ["hash"]})
+
+
+def test_score_store_discards_scores_of_another_model(tmp_path):
+    import numpy as np
+
+    from hardneg.evaluate import ScoreStore
+
+    path = tmp_path / "s.json"
+    store = ScoreStore(path, "model-a")
+    store.add([("q", "d1"), ("q", "d2")], np.array([0.5, 0.25]))
+    assert ScoreStore(path, "model-a").missing([("q", "d1"), ("q", "d3")]) == [("q", "d3")]
+    assert ScoreStore(path, "model-b").missing([("q", "d1")]) == [("q", "d1")]
