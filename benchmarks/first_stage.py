@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import platform
 import sys
 import time
-from pathlib import Path
 
 from hardneg.data import load_beir, resolve_dataset
 from hardneg.evaluate import evaluate_run, first_stage_run
