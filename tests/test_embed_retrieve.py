@@ -22,7 +22,7 @@ def test_embeddings_are_normalised_and_cached(tmp_path):
     texts = ["alpha beta", "gamma", "alpha beta"]
     first = emb.embed(texts, "document", tmp_path, progress=False)
     assert first.shape == (3, 32) and first.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, rtol=1e-3)  # float16 store
     assert emb.seen == 2  # duplicates embedded once
     again = CountingEmbedder()
     second = again.embed(texts, "document", tmp_path, progress=False)

@@ -18,6 +18,8 @@ from typing import Literal
 import numpy as np
 
 from .embed import Embedder, get_embedder
+from .knn import SearchOptions, build_index
+from .knn import search as knn_search
 
 logger = logging.getLogger(__name__)
 
@@ -65,42 +67,48 @@ def _id_rank(doc_ids: list[str]) -> np.ndarray:
 
 
 class DenseRetriever(Retriever):
-    """Cosine similarity of an embedder's normalised vectors, searched in query blocks (bounded memory)."""
+    """Cosine similarity of an embedder's normalised vectors: FAISS candidates, queries in blocks (bounded memory).
+
+    Document vectors are kept as ``dtype`` (float16 by default: half the memory, ~1e-3 error in a cosine).
+    """
 
     def __init__(self, embedder: Embedder, cache_dir: str | Path | None = None, progress: bool = True,
-                 block_size: int = 1024):
+                 block_size: int = 4096, search: SearchOptions | None = None, dtype: str = "float16",
+                 workers: int = 1):
         self.embedder = embedder
         self.name = embedder.name
         self.cache_dir = cache_dir
         self.progress = progress
-        self.block_size = block_size
+        self.search_options = search or SearchOptions(query_block=block_size)
+        self.dtype = np.dtype(dtype)
+        self.workers = workers
         self.doc_vectors: np.ndarray | None = None
+        self._index = None
         self._query_cache: dict[str, np.ndarray] = {}
 
     def index(self, documents: list[str], doc_ids: list[str]) -> None:
-        self.doc_vectors = self.embedder.embed(documents, "document", self.cache_dir, self.progress)
+        self.doc_vectors = self.embedder.embed(documents, "document", self.cache_dir, self.progress,
+                                               dtype=self.dtype, workers=self.workers)
         self.tie_rank = _id_rank(doc_ids)
+        self._index = None  # built on first search: a retriever used only to score pools never needs one
 
     def _queries(self, queries: list[str]) -> np.ndarray:
         missing = [q for q in dict.fromkeys(queries) if q not in self._query_cache]
         if missing:
-            vectors = self.embedder.embed(missing, "query", self.cache_dir, self.progress)
+            vectors = self.embedder.embed(missing, "query", self.cache_dir, self.progress, dtype=self.dtype,
+                                          workers=self.workers)
             self._query_cache.update(zip(missing, vectors))
         return np.stack([self._query_cache[q] for q in queries])
 
     def query_scores(self, queries: list[str], doc_idx: list[np.ndarray]) -> list[np.ndarray]:
-        q = self._queries(queries)
-        return [self.doc_vectors[idx] @ q[i] for i, idx in enumerate(doc_idx)]
+        q = self._queries(queries).astype(np.float32)
+        return [self.doc_vectors[idx].astype(np.float32) @ q[i] for i, idx in enumerate(doc_idx)]
 
     def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        q = self._queries(queries)
-        ids, scores = [], []
-        for start in range(0, len(queries), self.block_size):
-            block = q[start:start + self.block_size] @ self.doc_vectors.T
-            idx = top_k(block, k, self.tie_rank)
-            ids.append(idx)
-            scores.append(np.take_along_axis(block, idx, axis=1))
-        return np.concatenate(ids), np.concatenate(scores)
+        if self._index is None:
+            self._index = build_index(self.doc_vectors, self.search_options)
+        return knn_search(self._index, self.doc_vectors, self._queries(queries), k, self.tie_rank,
+                          self.search_options)
 
 
 class BM25Retriever(Retriever):
@@ -165,11 +173,13 @@ class BM25Retriever(Retriever):
 
 
 def make_retriever(name: str, cache_dir: str | Path | None = None, progress: bool = True,
-                   max_seq_length: int | None = None) -> Retriever:
+                   max_seq_length: int | None = None, search: SearchOptions | None = None, dtype: str = "float16",
+                   workers: int = 1) -> Retriever:
     """``bm25`` or any embedder name (see :func:`hardneg.embed.get_embedder`)."""
     if name.lower() == "bm25":
         return BM25Retriever(progress=progress)
-    return DenseRetriever(get_embedder(name, max_seq_length=max_seq_length), cache_dir=cache_dir, progress=progress)
+    return DenseRetriever(get_embedder(name, max_seq_length=max_seq_length), cache_dir=cache_dir, progress=progress,
+                          search=search, dtype=dtype, workers=workers)
 
 
 @dataclass(frozen=True)

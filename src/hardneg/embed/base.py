@@ -1,60 +1,23 @@
-"""The embedder interface: one abstract method; batching, caching, normalisation and progress live here once."""
+"""The embedder interface: one abstract method; batching, caching, normalisation, worker processes and progress
+live here once."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
-import sqlite3
+import os
 from abc import ABC, abstractmethod
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from .store import EmbeddingCache
+
 logger = logging.getLogger(__name__)
 
 Kind = Literal["query", "document"]
-
-
-class EmbeddingCache:
-    """Vectors on disk, keyed by model identity and text: a second run embeds nothing.
-
-    One SQLite file per model. Each batch is committed as it is computed, so an interrupted run resumes where it
-    stopped; SQLite's journal keeps the file consistent if the process dies mid-write.
-    """
-
-    def __init__(self, folder: str | Path, model_key: str):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model_key)[-80:]
-        digest = hashlib.sha1(model_key.encode()).hexdigest()[:10]
-        self.path = self.folder / f"{slug}-{digest}.sqlite"
-        self._conn = sqlite3.connect(self.path)
-        self._conn.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")
-
-    @staticmethod
-    def key(text: str, kind: Kind) -> str:
-        return hashlib.sha1(f"{kind}\x00{text}".encode()).hexdigest()
-
-    def get_many(self, keys: list[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
-        for start in range(0, len(keys), 900):  # stay under SQLite's bound-parameter limit
-            chunk = keys[start:start + 900]
-            rows = self._conn.execute(
-                f"SELECT key, vec FROM vectors WHERE key IN ({','.join('?' * len(chunk))})", chunk)
-            for key, blob in rows:
-                found[key] = np.frombuffer(blob, dtype=np.float32)
-        return found
-
-    def put_many(self, items: dict[str, np.ndarray]) -> None:
-        with self._conn:
-            self._conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)",
-                                   [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()])
-
-    def close(self) -> None:
-        self._conn.close()
 
 
 def l2_normalise(matrix: np.ndarray) -> np.ndarray:
@@ -77,37 +40,81 @@ class Embedder(ABC):
     def cache_key(self) -> str:
         return self.name
 
+    def __getstate__(self) -> dict:
+        # Worker processes get the recipe, not the loaded model: each loads its own copy once.
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_model")} | {"_model": None}
+
     def embed(self, texts: list[str], kind: Kind = "document", cache_dir: str | Path | None = None,
-              progress: bool = True) -> np.ndarray:
-        """Embed ``texts`` as L2-normalised float32 rows, reading and filling the on-disk cache."""
+              progress: bool = True, dtype: np.dtype | type = np.float32, workers: int = 1) -> np.ndarray:
+        """Embed ``texts`` as L2-normalised rows of ``dtype``, reading and filling the on-disk cache.
+
+        With a cache the vectors come back from its float16 store, so a cold and a warm run return the same
+        array. ``workers`` > 1 embeds batches in that many processes (each with its share of the CPU threads).
+        """
         unique = list(dict.fromkeys(texts))
-        vectors: dict[str, np.ndarray] = {}
         cache = EmbeddingCache(cache_dir, self.cache_key) if cache_dir is not None else None
+        vectors: dict[str, np.ndarray] = {}
         try:
             keys = {t: EmbeddingCache.key(t, kind) for t in unique}
-            if cache is not None:
-                hits = cache.get_many(list(keys.values()))
-                vectors = {t: hits[k] for t, k in keys.items() if k in hits}
-            todo = [t for t in unique if t not in vectors]
+            cached = cache.rows(list(keys.values())) if cache is not None else {}
+            todo = [t for t in unique if keys[t] not in cached]
             # Similar lengths in a batch waste less padding.
             todo.sort(key=len)
             if todo:
-                logger.info("%s: embedding %d %s texts (%d cached)", self.name, len(todo), kind, len(vectors))
+                logger.info("%s: embedding %d %s texts (%d cached)", self.name, len(todo), kind, len(cached))
+            batches = [todo[start:start + self.batch_size] for start in range(0, len(todo), self.batch_size)]
             with tqdm(total=len(todo), desc=f"embed {self.name} ({kind}s)", disable=not progress or not todo,
                       unit="text") as bar:
-                for start in range(0, len(todo), self.batch_size):
-                    batch = todo[start:start + self.batch_size]
-                    out = l2_normalise(np.asarray(self.embed_batch(batch, kind), dtype=np.float32))
+                for batch, raw in zip(batches, self._run_batches(batches, kind, workers)):
+                    out = l2_normalise(np.asarray(raw, dtype=np.float32))
                     if out.shape[0] != len(batch):
                         raise RuntimeError(f"{self.name} returned {out.shape[0]} vectors for {len(batch)} texts")
-                    fresh = dict(zip(batch, out))
-                    vectors.update(fresh)
                     if cache is not None:
-                        cache.put_many({keys[t]: v for t, v in fresh.items()})
+                        # One committed batch at a time: an interrupted run resumes after the last one.
+                        cache.put_many({keys[t]: v for t, v in zip(batch, out)})
+                    else:
+                        vectors.update(zip(batch, out))
                     bar.update(len(batch))
+            if not texts:
+                return np.zeros((0, 0), dtype=dtype)
+            if cache is not None:
+                rows = cache.rows(list(keys.values()))
+                return cache.take(np.array([rows[keys[t]] for t in texts])).astype(dtype)
+            return np.stack([vectors[t] for t in texts]).astype(dtype)
         finally:
             if cache is not None:
                 cache.close()
-        if not texts:
-            return np.zeros((0, 0), dtype=np.float32)
-        return np.stack([vectors[t] for t in texts]).astype(np.float32)
+
+    def _run_batches(self, batches: list[list[str]], kind: Kind, workers: int):
+        """Each batch's raw vectors, in order; from a process pool when ``workers`` > 1."""
+        if workers <= 1 or len(batches) < 2:
+            for batch in batches:
+                yield self.embed_batch(batch, kind)
+            return
+        import multiprocessing
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_worker_init, initargs=(self, threads)) as pool:
+            yield from pool.map(_worker_embed, batches, [kind] * len(batches))
+
+
+_WORKER: Embedder | None = None
+
+
+def _worker_init(embedder: Embedder, threads: int) -> None:
+    global _WORKER
+    _WORKER = embedder
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if hasattr(embedder, "threads"):
+        embedder.threads = threads
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+
+
+def _worker_embed(texts: list[str], kind: Kind) -> np.ndarray:
+    return _WORKER.embed_batch(texts, kind)

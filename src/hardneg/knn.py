@@ -1,0 +1,127 @@
+"""Nearest neighbours over normalised embeddings with FAISS, in bounded memory.
+
+Exact inner product (``IndexFlatIP``) up to ``flat_max_docs`` documents, an inverted file (``IndexIVFFlat``)
+beyond; ``index="flat"`` / ``"ivf"`` forces either. Queries go to FAISS in blocks of ``query_block``, so the
+largest score array alive is a block's top-k, never a query x corpus matrix (FAISS tiles its own products).
+
+FAISS does not order equal scores, so results are re-sorted by (-score, document id rank); for the exact index a
+query whose ties reach past what was fetched is re-scored against the whole corpus, so ties at the cut-off are
+resolved by id too.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+IndexKind = Literal["auto", "flat", "ivf"]
+_ADD_CHUNK = 65536
+_TIE_MARGIN = 8
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How candidates are searched (see the module doc)."""
+
+    index: IndexKind = "auto"
+    flat_max_docs: int = 200_000
+    ivf_nlist: int | None = None      # default: about sqrt(n_docs)
+    ivf_nprobe: int = 32
+    query_block: int = 4096
+    seed: int = 0
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError as exc:
+        raise ImportError("faiss is not installed: pip install faiss-cpu") from exc
+    return faiss
+
+
+def _f32(block: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(block, dtype=np.float32)
+
+
+def build_index(vectors: np.ndarray, options: SearchOptions = SearchOptions()):
+    """A FAISS inner-product index over ``vectors`` (float16 or float32, possibly a memmap), added in chunks."""
+    faiss = _faiss()
+    n, dim = vectors.shape
+    kind = options.index
+    if kind == "auto":
+        kind = "flat" if n <= options.flat_max_docs else "ivf"
+    if kind not in {"flat", "ivf"}:
+        raise ValueError(f"Unknown index {options.index!r}: choose auto, flat or ivf.")
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    else:
+        nlist = options.ivf_nlist or max(1, int(math.sqrt(n)))
+        if nlist > n:
+            raise ValueError(f"ivf_nlist={nlist} is more than the {n} documents; use index: flat or a smaller nlist")
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        # k-means on a seeded sample: 64 points per list is plenty for centroids and keeps training short.
+        rng = np.random.default_rng(options.seed)
+        sample = np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))
+        index.cp.seed = options.seed
+        index.train(_f32(vectors[sample]))
+        index.nprobe = min(options.ivf_nprobe, nlist)
+    for start in range(0, n, _ADD_CHUNK):
+        index.add(_f32(vectors[start:start + _ADD_CHUNK]))
+    logger.info("Built a %s index over %d x %d vectors", kind, n, dim)
+    return index
+
+
+def _resort(ids: np.ndarray, scores: np.ndarray, tie_rank: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of FAISS results ordered by (-score, tie_rank), cut to k; -1 padding (fewer hits) goes last."""
+    out_ids = np.empty((len(ids), k), dtype=np.int64)
+    out_scores = np.empty((len(ids), k), dtype=np.float32)
+    for r, (row_ids, row_scores) in enumerate(zip(ids, scores)):
+        valid = row_ids >= 0
+        rid, rsc = row_ids[valid], row_scores[valid]
+        order = np.lexsort((tie_rank[rid], -rsc))[:k]
+        got = len(order)
+        out_ids[r, :got], out_scores[r, :got] = rid[order], rsc[order]
+        out_ids[r, got:], out_scores[r, got:] = -1, -np.inf
+    return out_ids, out_scores
+
+
+def search(index, doc_vectors: np.ndarray, queries: np.ndarray, k: int, tie_rank: np.ndarray,
+           options: SearchOptions = SearchOptions(), progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k document positions and scores per query, best first, ties by ``tie_rank``.
+
+    ``doc_vectors`` are the vectors the index holds (used only to settle ties at the cut-off of an exact search).
+    An IVF index may return fewer than k hits for a query; those slots hold -1 and -inf.
+    """
+    n = index.ntotal
+    k = min(k, n)
+    exact = not hasattr(index, "nprobe")
+    fetch = min(n, k + _TIE_MARGIN)
+    all_ids, all_scores = [], []
+    with tqdm(total=len(queries), desc="search", unit="query", disable=not progress) as bar:
+        for start in range(0, len(queries), options.query_block):
+            block = _f32(queries[start:start + options.query_block])
+            scores, ids = index.search(block, fetch)
+            if exact and fetch < n:
+                # Ties with the k-th score that run to the end of what was fetched may continue beyond it.
+                spill = np.flatnonzero(scores[:, k - 1] == scores[:, -1])
+                for r in spill:
+                    full = _f32(doc_vectors) @ block[r] if len(doc_vectors) <= _ADD_CHUNK else np.concatenate(
+                        [_f32(doc_vectors[s:s + _ADD_CHUNK]) @ block[r] for s in range(0, n, _ADD_CHUNK)])
+                    keep = np.flatnonzero(full >= np.partition(full, n - k)[n - k])  # the k-th best and all ties
+                    order = keep[np.lexsort((tie_rank[keep], -full[keep]))[:fetch]]
+                    ids[r], scores[r] = -1, -np.inf
+                    ids[r, :len(order)], scores[r, :len(order)] = order, full[order]
+            block_ids, block_scores = _resort(ids, scores, tie_rank, k)
+            all_ids.append(block_ids)
+            all_scores.append(block_scores)
+            bar.update(len(block))
+    if not all_ids:
+        return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
+    return np.concatenate(all_ids), np.concatenate(all_scores)
