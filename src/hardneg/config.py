@@ -73,6 +73,17 @@ class StrategyConfig(_Strict):
         return self
 
 
+class SearchConfig(_Strict):
+    """Candidate search over dense embeddings (FAISS); queries go in blocks so memory stays bounded."""
+
+    index: Literal["auto", "flat", "ivf"] = Field(
+        "auto", description="exact inner product (flat) up to flat_max_docs documents, IVF beyond; or force one")
+    flat_max_docs: int = Field(200_000, ge=1, description="largest corpus 'auto' searches exactly")
+    ivf_nlist: int | None = Field(None, ge=1, description="IVF lists (default about sqrt of the corpus size)")
+    ivf_nprobe: int = Field(32, ge=1, description="IVF lists visited per query: higher is slower, more exact")
+    query_block: int = Field(4096, ge=1, description="queries searched at a time (bounds memory)")
+
+
 class TrainConfig(_Strict):
     base_model: str = Field("minilm", description="cross-encoder starting point: a name, folder or hub id")
     loss: Literal["triplet", "bce"] = "triplet"
@@ -81,7 +92,16 @@ class TrainConfig(_Strict):
     batch_size: int = Field(8, ge=1)
     learning_rate: float = Field(2e-5, gt=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    max_length: int = Field(192, ge=16)
+    max_length: int | Literal["auto"] = Field(
+        192, description="tokens per (query, document) pair; 'auto': the 90th percentile of a sample of training "
+        "pairs, rounded up to a multiple of 32 (hardneg.lengths.suggest_max_length)")
+
+    @field_validator("max_length")
+    @classmethod
+    def _min_length(cls, value):
+        if value != "auto" and value < 16:
+            raise ValueError(f"max_length must be at least 16 (or 'auto'), got {value}")
+        return value
     max_train_pairs: int | None = Field(None, ge=1, description="cap on training pairs (for quick runs)")
 
 
@@ -122,6 +142,11 @@ class RunConfig(_Strict):
     weights: list[float] | None = Field(None, description="per ensemble member; default equal, or the measured "
                                         "default weights for the default ensemble")
     embed_max_seq_length: int | None = Field(None, ge=8)
+    embed_workers: int = Field(1, ge=1, description="processes embedding batches in parallel (each gets its share "
+                               "of the CPU threads)")
+    embed_dtype: Literal["float16", "float32"] = Field(
+        "float16", description="in-memory precision of document vectors (the on-disk cache is float16)")
+    search: SearchConfig = Field(default_factory=SearchConfig)
     mining: MiningConfig = Field(default_factory=MiningConfig)
     strategies: list[StrategyConfig] = Field(
         default_factory=lambda: [StrategyConfig.model_validate(s)

@@ -18,6 +18,8 @@ from .data import Dataset, load_beir, resolve_dataset
 from .evaluate import (Row, RunDict, ScoreStore, evaluate_run, first_stage_run, rerank_run, score_pairs,
                        tune_alpha, write_trec, ranked)
 from .io import atomic_write, read_json, read_jsonl, write_json, write_jsonl
+from .knn import SearchOptions
+from .lengths import resolve_max_length
 from .mine import MinedPair, mine, training_pairs
 from .report import results_markdown
 from .retrieve import Ensemble, Retriever, make_retriever
@@ -52,6 +54,16 @@ def sample_queries(query_ids: list[str], n: int | None, seed: int) -> list[str]:
     return [q for q in query_ids if q in keep]
 
 
+def search_options(config: RunConfig) -> SearchOptions:
+    return SearchOptions(**config.search.model_dump(), seed=config.seed)
+
+
+def _search_stamp(config: RunConfig) -> list:
+    # Only non-default search settings enter the fingerprint, so runs mined before they existed stay reusable.
+    changed = config.search.model_dump(exclude_defaults=True)
+    return [changed] if changed else []
+
+
 class Retrievers:
     """Each first-stage model built and indexed once per run, shared by mining and evaluation."""
 
@@ -63,7 +75,9 @@ class Retrievers:
     def get(self, name: str) -> Retriever:
         if name not in self._built:
             retriever = make_retriever(name, cache_dir=self.cache_dir, progress=self.config.progress,
-                                       max_seq_length=self.config.embed_max_seq_length)
+                                       max_seq_length=self.config.embed_max_seq_length,
+                                       search=search_options(self.config), dtype=self.config.embed_dtype,
+                                       workers=self.config.embed_workers)
             if self._texts is None:
                 self._texts = self.dataset.corpus.full_texts()
             started = time.perf_counter()
@@ -110,7 +124,7 @@ def mine_strategy(dataset: Dataset, strategy: StrategyConfig, config: RunConfig,
     # Only what changes the output: the data, the rules, and for an ensemble its members, fusion and weights.
     how = (None if ensemble is None else
            [members, config.embed_max_seq_length] + ([config.fusion, ensemble.weights.tolist()]
-                                                     if len(members) > 1 else []))
+                                                     if len(members) > 1 else []) + _search_stamp(config))
     stamp = fingerprint(dataset.signature, strategy.kind, mining, how, config.seed, pairs, __version__)
     summary_path, negatives_path = folder / "mining.json", folder / "negatives.jsonl"
     if summary_path.is_file() and negatives_path.is_file():
@@ -137,6 +151,7 @@ def run_pipeline(config: RunConfig) -> RunResult:
     write_json(out / "config.json", config.model_dump())
 
     dataset = load_beir(resolve_dataset(config.dataset, config.data_dir))
+    config = resolve_max_length(config, dataset)
     write_json(out / "data_report.json", {"dataset": dataset.name, "documents": len(dataset.corpus),
                                           "queries": len(dataset.queries), **dataset.report.as_dict()})
     train_query_ids = sorted(dataset.positives(config.train_split))

