@@ -7,7 +7,7 @@ TORCH := torch==2.13.0
 HARDNEG_DATA ?= ../shared/data
 export HARDNEG_DATA
 
-.PHONY: venv demo test test-slow bench bench-ensemble clean
+.PHONY: venv demo test test-slow bench bench-ensemble bench-speed clean
 
 venv: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[models,plots,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[models,plots,dev,onnx]'
 	touch $(STAMP)
 
 demo: venv
@@ -35,6 +35,10 @@ bench: venv
 
 bench-ensemble: venv
 	$(BIN)/python benchmarks/first_stage.py --dataset scifact --output benchmarks/first_stage_scifact.json
+
+# Speed and memory against sentence-transformers' mine_hard_negatives, scaling to 1M documents (~45 min).
+bench-speed: venv
+	nice -n 10 $(BIN)/python benchmarks/speed.py --parts a,b,c,d,e --output benchmarks/speed.json
 
 clean:
 	rm -rf runs .pytest_cache

@@ -159,6 +159,7 @@ def test_max_length_suggestion_from_a_tiny_tokenizer():
 def test_onnx_export_matches_torch(tiny_bert, tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
     from transformers import AutoModel, AutoTokenizer
 
     from hardneg.embed.onnx import OnnxEmbedder
@@ -175,3 +176,13 @@ def test_onnx_export_matches_torch(tiny_bert, tmp_path, monkeypatch):
     np.testing.assert_allclose(got, want, atol=1e-4)
     int8 = OnnxEmbedder(tiny_bert, "tiny", quantize=True, max_seq_length=32).embed_batch(texts, "document")
     assert int8.shape == want.shape
+
+
+def test_ivf_query_with_too_few_documents_in_its_lists_is_searched_exactly():
+    rng = np.random.default_rng(4)
+    docs = _unit(rng, 200)
+    options = SearchOptions(index="ivf", ivf_nlist=20, ivf_nprobe=1)  # ~10 documents per list, k = 30
+    idx, scores = search(build_index(docs, options), docs, docs[:5], 30, np.arange(200), options)
+    assert (idx >= 0).all() and np.isfinite(scores).all()
+    want, _ = _numpy_top(docs, docs[:5], 30, np.arange(200))
+    np.testing.assert_array_equal(idx, want)

@@ -79,8 +79,8 @@ class SearchConfig(_Strict):
     index: Literal["auto", "flat", "ivf"] = Field(
         "auto", description="exact inner product (flat) up to flat_max_docs documents, IVF beyond; or force one")
     flat_max_docs: int = Field(200_000, ge=1, description="largest corpus 'auto' searches exactly")
-    ivf_nlist: int | None = Field(None, ge=1, description="IVF lists (default about sqrt of the corpus size)")
-    ivf_nprobe: int = Field(32, ge=1, description="IVF lists visited per query: higher is slower, more exact")
+    ivf_nlist: int | None = Field(None, ge=1, description="IVF lists (default about 2 x sqrt of the corpus size)")
+    ivf_nprobe: int = Field(16, ge=1, description="IVF lists visited per query: higher is slower, more exact")
     query_block: int = Field(4096, ge=1, description="queries searched at a time (bounds memory)")
 
 

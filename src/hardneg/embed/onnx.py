@@ -46,12 +46,6 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path | None = None, quanti
     Reuses a finished export. Files are written to a temporary folder and renamed, so an interrupted export
     never leaves a half-written model behind.
     """
-    try:
-        import torch
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-        from transformers import AutoModel
-    except ImportError as exc:
-        raise ImportError("the ONNX backend needs onnx and onnxruntime: pip install 'hardneg[onnx]'") from exc
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise ValueError(f"{model_dir}: not a local transformers/sentence-transformers folder (no config.json); "
@@ -62,6 +56,12 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path | None = None, quanti
     target = out_dir / ("model_qint8_pc.onnx" if quantize else "model.onnx")
     if target.is_file():
         return target
+    try:  # only an export needs torch and onnx; running the model needs onnxruntime alone
+        import torch
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from transformers import AutoModel
+    except ImportError as exc:
+        raise ImportError("exporting to ONNX needs onnx and onnxruntime: pip install 'hardneg[onnx]'") from exc
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         plain = out_dir / "model.onnx"
@@ -121,7 +121,10 @@ class OnnxEmbedder(Embedder):
         return f"onnx:{self.name}:{self.max_seq_length}"
 
     def _load(self):
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise ImportError("the ONNX backend needs onnxruntime: pip install 'hardneg[onnx]'") from exc
         from transformers import AutoTokenizer
 
         path = export_onnx(self.model_dir, quantize=self.quantize)
