@@ -193,12 +193,12 @@ def job_matmul_floor(args: dict) -> dict:
 
 
 def job_quality(args: dict) -> dict:
-    """nDCG@10 / Recall@100 on SciFact test with one model, and its embedding speed on the corpus (cold cache)."""
+    """nDCG@10 / Recall@100 on a test split with one model, and its embedding speed on the corpus (cold cache)."""
     from hardneg.data import load_beir, resolve_dataset
     from hardneg.evaluate import evaluate_run, first_stage_run
     from hardneg.retrieve import Ensemble, make_retriever
 
-    dataset = load_beir(resolve_dataset(DATASET))
+    dataset = load_beir(resolve_dataset(args.get("dataset", DATASET)))
     retriever = make_retriever(args["model"], cache_dir=args["cache"], progress=False, max_seq_length=MAX_SEQ)
     texts = dataset.corpus.full_texts()
     started = time.perf_counter()
@@ -317,18 +317,18 @@ def part_c(sizes: list[tuple[int, int, str]]) -> dict:
     return out
 
 
-def part_d(models: tuple[str, ...], cache: Path) -> dict:
-    """Quality of each model on the full SciFact test. ``cache`` is kept between runs: a model whose vectors are
+def part_d(models: tuple[str, ...], cache: Path, dataset: str) -> dict:
+    """Quality of each model on a dataset's test split (SciFact by default). ``cache`` is kept between runs: a model whose vectors are
     already there (e.g. an earlier run's MiniLM cache copied in) is timed warm, which the result says."""
     from hardneg.embed import get_embedder
     from hardneg.embed.store import store_folder
 
     cache.mkdir(parents=True, exist_ok=True)
-    out = {}
+    out = {"dataset": dataset}
     for model in models:
         key = get_embedder(model, max_seq_length=MAX_SEQ).cache_key
         warm = store_folder(cache, key).is_dir() or (cache / f"{store_folder(cache, key).name}.sqlite").is_file()
-        out[model] = {**run_job("quality", {"model": model, "cache": str(cache)}),
+        out[model] = {**run_job("quality", {"model": model, "cache": str(cache), "dataset": dataset}),
                       "cache": "warm (embed_seconds is not an embedding speed)" if warm else "cold"}
     return out
 
@@ -353,6 +353,7 @@ def main() -> None:
     parser.add_argument("--quality-models", default="minilm,minilm-int8,minilm-onnx", help="models for part d")
     parser.add_argument("--quality-cache", default=str(WORK / "q-cache"), help="embedding cache for part d")
     parser.add_argument("--ensemble-dense", default="minilm,minilm-int8", help="MiniLM variants for part b")
+    parser.add_argument("--quality-dataset", default="scifact", help="BEIR dataset (test split) for part d")
     parser.add_argument("--job")
     parser.add_argument("--args", default="{}")
     args = parser.parse_args()
@@ -378,7 +379,7 @@ def main() -> None:
         elif part == "b":
             result = part_b(args.corpus_docs, tuple(args.ensemble_dense.split(",")))
         elif part == "d":
-            result = part_d(tuple(args.quality_models.split(",")), Path(args.quality_cache))
+            result = part_d(tuple(args.quality_models.split(",")), Path(args.quality_cache), args.quality_dataset)
         else:
             result = parts[part]()
         result["command"] = "nice -n 10 python " + " ".join(["benchmarks/speed.py", *sys.argv[1:]])
