@@ -262,7 +262,8 @@ def load_tokenizer(model: str):
 
     from .embed import resolve_st_model
 
-    return AutoTokenizer.from_pretrained(resolve_st_model(model))
+    # Only counting and splitting here, never truncating: no "longer than the maximum" warnings for long documents.
+    return AutoTokenizer.from_pretrained(resolve_st_model(model), model_max_length=1_000_000)
 
 
 def chunk_for_run(dataset: Dataset, config, cache_dir, make_ensemble) -> ChunkedDataset:

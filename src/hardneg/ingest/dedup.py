@@ -63,7 +63,11 @@ def find_duplicates(ids: list[str], texts: list[str], near: bool = True, thresho
             first_with[key] = i
     near_members: set[int] = set()
     if near:
-        from datasketch import MinHash, MinHashLSH
+        try:
+            from datasketch import MinHash, MinHashLSH
+        except ImportError:
+            raise ImportError("Near-duplicate detection needs datasketch: pip install 'hardneg[ingest]' "
+                              "(or dedup='exact')") from None
 
         lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         sketches = {}

@@ -109,7 +109,10 @@ def decode_text(data: bytes) -> tuple[str, str]:
             return text, "cp1252"
     except UnicodeDecodeError:
         pass
-    from charset_normalizer import from_bytes
+    try:
+        from charset_normalizer import from_bytes
+    except ImportError:
+        raise ImportError("Decoding non-UTF-8 text needs charset-normalizer: pip install 'hardneg[ingest]'") from None
 
     best = from_bytes(data).best()
     if best is None:
@@ -290,8 +293,11 @@ def read_table(path: Path) -> list[tuple[int, dict]]:
                     raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}.")
                 rows.append((lineno, record))
         return rows
-    import pandas as pd
-
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ImportError("Reading CSV/parquet needs pandas (and pyarrow for parquet): pip install 'hardneg[ingest]'"
+                          ) from None
     frame = pd.read_csv(path, dtype=str, keep_default_na=False) if suffix == ".csv" else pd.read_parquet(path)
     first = 2 if suffix == ".csv" else 1  # CSV line numbers count the header
     return [(first + i, {k: (None if _isna(v) else v) for k, v in row.items()})
