@@ -107,6 +107,18 @@ def test_tabular_and_hash_ids(tmp_path):
     assert all(i.startswith("h") and len(i) == 17 for i in corpus_rows(tmp_path / "h"))
 
 
+def test_hash_ids_collapse_identical_files(tmp_path):
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    (src / "one.md").write_text("# Same\n\nIdentical body text.")
+    (src / "a" / "two.md").write_text("# Same\n\nIdentical body text.")
+    (tmp_path / "pairs.csv").write_text("query,positive\nsame,one.md\n")
+    result = ingest([src], tmp_path / "o", id_mode="hash", pairs=[tmp_path / "pairs.csv"], progress=False)
+    assert result.report.documents_kept == 1
+    assert [s.reason for s in result.report.skipped] == ["duplicate"]
+    assert result.report.pairs_kept == 1  # the path of the dropped copy still finds the kept one
+
+
 def test_rewrite_replaces_the_dataset_atomically(tmp_path):
     out = tmp_path / "d"
     ingest([DOCS / "guide"], out, progress=False)

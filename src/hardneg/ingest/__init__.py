@@ -247,23 +247,30 @@ def ingest(sources: list[str | Path], output: str | Path, *, urls: str | Path | 
                 for d in docs]
     elif id_mode != "path":
         raise ValueError(f"id_mode must be 'path' or 'hash', got {id_mode!r}")
-    # Exact copies get equal hash ids: deduplication below (or the id check) handles them.
-    docs.sort(key=lambda d: d.doc_id)
+    docs.sort(key=lambda d: (d.doc_id, d.source))
     duplicates: dict[str, str] = {}
+    collapsed: list[RawDocument] = []
+    if id_mode == "hash":  # equal content, equal id: keep the first copy, report the others as exact duplicates
+        first: dict[str, RawDocument] = {}
+        copies: dict[str, list[str]] = {}
+        for d in docs:
+            if d.doc_id in first:
+                copies.setdefault(d.doc_id, []).append(d.source)
+                collapsed.append(d)  # its path still resolves, to the kept copy (same id)
+                report.skipped.append(Skip(d.source, "duplicate", f"exact duplicate of {first[d.doc_id].source}"))
+            else:
+                first[d.doc_id] = d
+        report.duplicates = [DuplicateGroup(k, tuple(v), "exact") for k, v in copies.items()]
+        docs = list(first.values())
     if dedup != "none":
         groups = find_duplicates([d.doc_id for d in docs], [f"{d.title}\n{d.text}" for d in docs],
                                  near=dedup == "near", threshold=near_threshold, seed=seed)
-        report.duplicates = groups
+        report.duplicates += groups
         duplicates = {r: g.kept for g in groups for r in g.removed}
         by_id = {d.doc_id: d for d in docs}
         for g in groups:
             for r in g.removed:
                 report.skipped.append(Skip(by_id[r].source, "duplicate", f"{g.kind} duplicate of {g.kept}"))
-    if id_mode == "hash":
-        seen: dict[str, RawDocument] = {}
-        for d in docs:  # same text, same hash: only possible with dedup off
-            seen.setdefault(d.doc_id, d)
-        docs = list(seen.values())
     _check_ids(docs)
     kept = [d for d in docs if d.doc_id not in duplicates]
     report.documents_kept = len(kept)
@@ -277,7 +284,7 @@ def ingest(sources: list[str | Path], output: str | Path, *, urls: str | Path | 
     if id_mode == "hash":
         hash_of = {d.metadata["path_id"]: d.doc_id for d in docs}
         all_pairs = [dataclasses.replace(p, positive=hash_of.get(p.positive, p.positive)) for p in all_pairs]
-    resolver = Resolver.build(docs, duplicates, roots)
+    resolver = Resolver.build(docs + collapsed, duplicates, roots)
     resolved = _resolve_pairs(all_pairs, resolver, report)
     if all_pairs and not resolved:
         raise DataError(f"None of the {len(all_pairs)} query positives matched an ingested document (e.g. "

@@ -156,11 +156,14 @@ def extract_pdf(data: bytes) -> tuple[str, str, dict]:
         if "decrypt" in str(exc).lower() or "encrypt" in str(exc).lower():
             raise ExtractionError("encrypted PDF", str(exc)) from None
         raise ExtractionError("unreadable", f"PDF: {exc}") from None
-    # Page-aware: pages are joined by blank lines and their start offsets kept, so a chunk can name its page.
+    # Page-aware: pages are cleaned alone, joined by blank lines, and their start offsets kept, so a chunk can name
+    # its page (offsets are into the text before boilerplate lines are removed, which is rare inside PDFs).
+    from .clean import normalise_unicode, normalise_whitespace
+
     starts, parts, offset = [], [], 0
     for page in pages:
         starts.append(offset)
-        parts.append(page.strip())
+        parts.append(normalise_whitespace(normalise_unicode(page)))
         offset += len(parts[-1]) + 2
     title = str(meta.title).strip() if meta is not None and meta.title else ""
     return title, "\n\n".join(parts), {"pages": len(pages), "page_starts": starts}
