@@ -39,7 +39,7 @@ bench-ensemble: venv
 # Chunking strategies x aggregations for a trained SciFact re-ranker (needs `make bench` first for the model and run).
 bench-chunking: venv
 	nice -n 10 $(BIN)/python benchmarks/chunking.py --dataset scifact --model runs/scifact/strategies/ensemble/model \
-		--first-stage runs/scifact/runs/ensemble.test.trec --max-queries 60 --output benchmarks/chunking_scifact.json
+		--first-stage runs/scifact/runs/ensemble.test.trec --max-queries 60 --add-short --output benchmarks/chunking_scifact.json
 
 # The examples/helpdesk walk-through: HTML help pages + a queries CSV -> dataset -> hardneg run.
 example-ingest: venv

@@ -82,6 +82,8 @@ def main() -> None:
     parser.add_argument("--strategies", default="none,tokens,sentences,semantic")
     parser.add_argument("--max-queries", type=int, default=None, help="seeded subset of the split's queries")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--add-short", action="store_true", help="add every short query of the split to the subset "
+                        "(SciFact has only 3, which a seeded subset easily misses)")
     parser.add_argument("--alpha", type=float, default=0.5, help="also report the re-ranker interpolated with the "
                         "first stage at this weight (0.5: the weight the full SciFact run tuned on dev)")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -93,11 +95,15 @@ def main() -> None:
     started = time.time()
     data = load_beir(resolve_dataset(args.dataset, args.data_dir))
     corpus, queries = data.corpus, data.queries
-    query_ids = sample_queries(sorted(data.positives(args.split)), args.max_queries, args.seed)
-    qrels = {q: data.qrels[args.split][q] for q in query_ids}
-    first = {q: docs for q, docs in read_trec(Path(args.first_stage), args.depth).items() if q in qrels}
     tokenizer = load_tokenizer(args.model)
     lengths = document_tokens(corpus, tokenizer)
+    every = sorted(data.positives(args.split))
+    query_ids = sample_queries(every, args.max_queries, args.seed)
+    if args.add_short:
+        short = split_by_length({q: data.qrels[args.split][q] for q in every}, lengths, args.threshold).short
+        query_ids = sorted(set(query_ids) | set(short))
+    qrels = {q: data.qrels[args.split][q] for q in query_ids}
+    first = {q: docs for q, docs in read_trec(Path(args.first_stage), args.depth).items() if q in qrels}
     split = split_by_length(qrels, lengths, args.threshold)
     candidates = sorted({d for docs in first.values() for d in docs})
     model = load_cross_encoder(args.model, args.max_length)
