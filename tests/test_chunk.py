@@ -7,9 +7,20 @@ import json
 import numpy as np
 import pytest
 
-from hardneg.chunk import (SIBLINGS_SPLIT, aggregate_scores, best_positive_chunks, chunk_dataset, chunk_pairs,
-                           chunk_text, document_scores, documents_run, pack_sentences, semantic_breaks,
-                           split_sentences, token_windows)
+from hardneg.chunk import (
+    SIBLINGS_SPLIT,
+    aggregate_scores,
+    best_positive_chunks,
+    chunk_dataset,
+    chunk_pairs,
+    chunk_text,
+    document_scores,
+    documents_run,
+    pack_sentences,
+    semantic_breaks,
+    split_sentences,
+    token_windows,
+)
 from hardneg.lengths import document_tokens, metrics_by_length, split_by_length
 
 TEXT = ("Solar panels turn light into power. They use silicon cells! Batteries store the power for the night. "
