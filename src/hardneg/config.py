@@ -16,8 +16,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Fusion = Literal["zscore", "minmax", "rrf", "mean", "concat-pca", "union"]
+
+
 class MiningConfig(_Strict):
-    """How negatives are chosen from a ranked candidate pool."""
+    """How negatives are chosen from a ranked candidate pool.
+
+    Rules apply in this order, each counting what it removed: labelled positives (and copies), cluster scope,
+    rank window, likely positives, positive-aware filter, absolute margin, score floor / ceiling, geometric rule,
+    then sampling, with the cross-encoder denoising pass vetoing picks as they are made.
+    """
 
     num_negatives: int = Field(4, ge=1, description="negatives per (query, positive) pair")
     depth: int = Field(100, ge=1, description="top-k per ensemble member forming the candidate pool")
@@ -30,12 +38,57 @@ class MiningConfig(_Strict):
     random_share: float = Field(0.0, ge=0, le=1, description="share of each pair's negatives drawn at random")
     fill_shortfall: Literal["random", "none"] = Field(
         "random", description="pairs with too few hard candidates: top up with random negatives, or leave short")
+    # Fields below were added after the first release. At their default they are left out of the mining
+    # fingerprint (see stamp()), so runs mined before they existed are reused, not mined and trained again.
+    fusion: Fusion | None = Field(
+        None, description="this strategy's fusion, overriding the run's: zscore, minmax, rrf, mean (weighted mean "
+        "of normalised scores), concat-pca (dense members' vectors concatenated, PCA-reduced) or union (each member "
+        "contributes its own top picks in turn)")
+    kept_variance: float = Field(0.95, gt=0, le=1, description="share of variance the concat-pca representation "
+                                 "keeps (also the space clustering works in)")
+    absolute_margin: float | None = Field(
+        None, description="drop a candidate whose fused score is above the positive's minus this margin (on the "
+        "fused scale: z-units for zscore); null disables")
+    score_floor: float | None = Field(None, description="drop candidates whose fused score is below this")
+    score_ceiling: float | None = Field(None, description="drop candidates whose fused score is above this")
+    geometric: bool = Field(
+        False, description="keep only candidates D with d(Q,D) < d(Q,P) and d(Q,D) < d(P,D) (cosine distance, "
+        "weighted mean over dense members); needs a dense member")
+    likely_positive_ratio: float | None = Field(
+        None, gt=0, description="set aside candidates that every member scores at least this fraction of the "
+        "positive's score (1.0: at or above the positive) as likely positives, written to likely_positives.jsonl; "
+        "null disables")
+    add_likely_positives: bool = Field(False, description="also train on likely positives as extra positives")
+    cluster: Literal["kmeans", "agglomerative", "gmm"] | None = Field(
+        None, description="cluster the corpus in the fused dense space and draw negatives by cluster; null: no")
+    clusters: int | None = Field(None, ge=2, description="number of clusters; null: chosen by cluster_rule")
+    cluster_rule: Literal["sqrt", "silhouette"] = Field(
+        "sqrt", description="how the number of clusters is chosen: sqrt(documents), or the best silhouette of "
+        "k-means on a sample among sqrt(N)/2, sqrt(N), 2*sqrt(N)")
+    cluster_scope: Literal["query", "positive", "stratified"] = Field(
+        "query", description="negatives from the query's cluster, the positive's cluster, or round-robin across "
+        "the cluster_near clusters nearest the query")
+    cluster_near: int = Field(3, ge=1, description="clusters used by cluster_scope: stratified")
+    denoise_model: str | None = Field(
+        None, description="cross-encoder (folder or name) that re-scores picks; a pick it scores above the "
+        "positive minus denoise_margin is dropped as a likely positive; null disables")
+    denoise_margin: float = Field(0.0, description="denoise: logit margin below the positive's score")
 
     @model_validator(mode="after")
     def _window(self) -> MiningConfig:
         if self.range_max is not None and self.range_max <= self.range_min:
             raise ValueError(f"range_max ({self.range_max}) must be greater than range_min ({self.range_min})")
+        if self.score_floor is not None and self.score_ceiling is not None and self.score_floor >= self.score_ceiling:
+            raise ValueError(f"score_floor ({self.score_floor}) must be below score_ceiling ({self.score_ceiling})")
+        if self.add_likely_positives and self.likely_positive_ratio is None and self.denoise_model is None:
+            raise ValueError("add_likely_positives needs likely_positive_ratio or denoise_model to find any")
         return self
+
+    def stamp(self) -> dict:
+        """The settings as fingerprinted: later-added fields only when they differ from their default."""
+        dump = self.model_dump()
+        later = list(MiningConfig.model_fields)[list(MiningConfig.model_fields).index("fusion"):]
+        return {k: v for k, v in dump.items() if k not in later or v != MiningConfig.model_fields[k].default}
 
 
 class StrategyConfig(_Strict):
@@ -118,7 +171,7 @@ class RunConfig(_Strict):
     dev_fraction: float = Field(0.1, ge=0, lt=1, description="train queries held out for dev (interpolation)")
     max_train_queries: int | None = Field(None, ge=1, description="seeded subset of training queries")
     ensemble: list[str] = Field(default_factory=lambda: list(DEFAULT_ENSEMBLE))
-    fusion: Literal["zscore", "minmax", "rrf", "mean"] = "zscore"
+    fusion: Fusion = Field("zscore", description="how ensemble members are fused (see mining.fusion)")
     weights: list[float] | None = Field(None, description="per ensemble member; default equal, or the measured "
                                         "default weights for the default ensemble")
     embed_max_seq_length: int | None = Field(None, ge=8)
@@ -128,6 +181,8 @@ class RunConfig(_Strict):
                                  for s in ("random", "bm25", "dense:minilm", "ensemble")])
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
+    rounds: int = Field(1, ge=1, le=2, description="2: mine, train, re-mine with the trained re-ranker as "
+                        "mining.denoise_model, train again (the second model is the one evaluated)")
     progress: bool = True
 
     @model_validator(mode="after")

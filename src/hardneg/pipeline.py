@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .config import RunConfig, StrategyConfig, fingerprint, slug
+from .config import MiningConfig, RunConfig, StrategyConfig, fingerprint, slug
+from .diagnostics import write_diagnostics
 from .data import Dataset, load_beir, resolve_dataset
 from .evaluate import (Row, RunDict, ScoreStore, evaluate_run, first_stage_run, rerank_run, score_pairs,
                        tune_alpha, write_trec, ranked)
@@ -72,10 +73,11 @@ class Retrievers:
             self._built[name] = retriever
         return self._built[name]
 
-    def ensemble(self, names: list[str]) -> Ensemble:
+    def ensemble(self, names: list[str], fusion: str | None = None, kept_variance: float = 0.95) -> Ensemble:
         """Members are indexed lazily: building the object is cheap, the first search pays for the index."""
         weights = self.config.weights if names == self.config.ensemble else None
-        return Ensemble([_Lazy(self, n) for n in names], fusion=self.config.fusion, weights=weights)
+        return Ensemble([_Lazy(self, n) for n in names], fusion=fusion or self.config.fusion, weights=weights,
+                        kept_variance=kept_variance, seed=self.config.seed)
 
     def first_stage(self, name: str) -> Ensemble:
         return self.ensemble(self.config.ensemble if name == "ensemble" else [name])
@@ -100,18 +102,32 @@ class _Lazy(Retriever):
     def search(self, queries, k):
         return self.pool.get(self.name).search(queries, k)
 
+    def document_vectors(self):
+        return self.pool.get(self.name).document_vectors()
+
+    def query_vectors(self, queries):
+        return self.pool.get(self.name).query_vectors(queries)
+
 
 def mine_strategy(dataset: Dataset, strategy: StrategyConfig, config: RunConfig, retrievers: Retrievers,
-                  pairs: list[tuple[str, str]], folder: Path) -> tuple[list[MinedPair], dict]:
-    """Mine (or reuse) one strategy's negatives; returns the pairs and what mining.json records."""
-    mining = config.mining_for(strategy)
+                  pairs: list[tuple[str, str]], folder: Path,
+                  mining: MiningConfig | None = None) -> tuple[list[MinedPair], dict]:
+    """Mine (or reuse) one strategy's negatives; returns the pairs and what mining.json records.
+
+    ``mining`` replaces the strategy's settings (the second round passes its denoising re-ranker this way).
+    """
+    mining = mining or config.mining_for(strategy)
     members = config.members_for(strategy)
-    ensemble = retrievers.ensemble(members) if strategy.kind != "random" else None
+    fusion = mining.fusion or config.fusion
+    ensemble = (retrievers.ensemble(members, fusion, mining.kept_variance) if strategy.kind != "random" else None)
     # Only what changes the output: the data, the rules, and for an ensemble its members, fusion and weights.
     how = (None if ensemble is None else
-           [members, config.embed_max_seq_length] + ([config.fusion, ensemble.weights.tolist()]
-                                                     if len(members) > 1 else []))
-    stamp = fingerprint(dataset.signature, strategy.kind, mining, how, config.seed, pairs, __version__)
+           [members, config.embed_max_seq_length] + ([fusion, ensemble.weights.tolist()]
+                                                     if len(members) > 1 else [])
+           + (["concat-pca"] if len(members) == 1 and fusion == "concat-pca" else []))
+    if mining.denoise_model is not None:  # the re-ranker's training, not just its folder, decides the output
+        how = [how, training_info(mining.denoise_model).get("fingerprint") or mining.denoise_model]
+    stamp = fingerprint(dataset.signature, strategy.kind, mining.stamp(), how, config.seed, pairs, __version__)
     summary_path, negatives_path = folder / "mining.json", folder / "negatives.jsonl"
     if summary_path.is_file() and negatives_path.is_file():
         saved = read_json(summary_path)
@@ -123,8 +139,14 @@ def mine_strategy(dataset: Dataset, strategy: StrategyConfig, config: RunConfig,
     seconds = time.perf_counter() - started
     summary_path.unlink(missing_ok=True)  # the summary's fingerprint vouches for the negatives: never leave a stale one
     write_jsonl(negatives_path, (p.as_dict() for p in result.pairs))
+    write_jsonl(folder / "likely_positives.jsonl", result.likely_positives)
     saved = {"fingerprint": stamp, "members": members, "mining": mining.model_dump(), "seconds": round(seconds, 1),
              "summary": result.summary.as_dict()}
+    try:
+        saved["diagnostics"] = write_diagnostics(result, folder, plots=True)
+    except ImportError as exc:  # plots are an optional extra: keep the numbers
+        logger.warning("%s; writing diagnostics without plots", exc)
+        saved["diagnostics"] = write_diagnostics(result, folder, plots=False)
     write_json(summary_path, saved)
     return result.pairs, saved
 
@@ -156,6 +178,15 @@ def run_pipeline(config: RunConfig) -> RunResult:
         models[strategy.name] = train_reranker(
             mined, folder, config.train, config.mining_for(strategy).num_negatives, seed=config.seed,
             progress=config.progress, fingerprint=fingerprint(saved["fingerprint"], config.train, config.seed))
+        if config.rounds == 2 and strategy.kind != "random":
+            # Second round: the re-ranker just trained denoises a fresh mining, and a new one is trained on it.
+            again = config.mining_for(strategy).model_copy(update={"denoise_model": str(models[strategy.name])})
+            folder2 = folder / "round2"
+            mined, saved = mine_strategy(dataset, strategy, config, retrievers, pairs, folder2, again)
+            mining_info[strategy.name] = {**saved, "round1": mining_info[strategy.name]}
+            models[strategy.name] = train_reranker(
+                mined, folder2, config.train, again.num_negatives, seed=config.seed, progress=config.progress,
+                fingerprint=fingerprint(saved["fingerprint"], config.train, config.seed))
 
     rows = evaluate_all(dataset, config, retrievers, models, dev_ids, out)
     settings = {"dataset": dataset.name, "data": dataset.report.summary(), "train_queries": len(train_ids),
