@@ -8,9 +8,18 @@ from typing import get_args
 import numpy as np
 import pytest
 
-from hardneg.config import Fusion as ConfigFusion, MiningConfig
+from hardneg.config import Fusion as ConfigFusion
+from hardneg.config import MiningConfig
 from hardneg.mine import interleave, pair_rng, select_hard
-from hardneg.retrieve import FUSIONS, CandidatePool, ConcatPCA, Ensemble, Fusion, Retriever, normalise
+from hardneg.retrieve import (
+    FUSIONS,
+    CandidatePool,
+    ConcatPCA,
+    Ensemble,
+    Fusion,
+    Retriever,
+    normalise,
+)
 
 
 class Vectors(Retriever):
@@ -143,7 +152,7 @@ def test_union_takes_each_members_top_picks_in_turn():
 
 def test_union_fusion_mines_from_every_member(tmp_path):
     from hardneg.data import load_beir
-    from hardneg.mine import mine, training_pairs
+    from hardneg.mine import mine
 
     from .conftest import write_beir
 

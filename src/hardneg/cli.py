@@ -84,7 +84,10 @@ def mine_command(
         range_min: int = 0, range_max: Annotated[Optional[int], typer.Option()] = None,
         sampling: Annotated[str, typer.Option(help="top or random")] = "top",
         random_share: Annotated[float, typer.Option(help="Share of negatives drawn at random.")] = 0.0,
-        fusion: Annotated[str, typer.Option(help="zscore, minmax, rrf or mean")] = "zscore",
+        fusion: Annotated[str, typer.Option(help="zscore, minmax, rrf, mean, concat-pca or union")] = "zscore",
+        mining_set: Annotated[Optional[list[str]], typer.Option(
+            "--mining", help="Any other mining setting as KEY=VALUE (repeatable), e.g. --mining cluster=kmeans "
+            "--mining absolute_margin=0.5; see MiningConfig.")] = None,
         cache_dir: Annotated[Path, typer.Option(help="Embedding cache folder.")] = Path(".cache/embeddings"),
         hf_dataset: Annotated[Optional[Path], typer.Option(help="Also save a Hugging Face dataset folder here.")] = None,
         hf_format: Annotated[str, typer.Option(help="n-tuple, triplet or labeled-pair (for --hf-dataset).")] = "n-tuple",
@@ -92,6 +95,7 @@ def mine_command(
     """Mine negatives for a dataset's (query, positive) pairs and write them as JSONL (+ a summary JSON).
 
     Example: hardneg mine -d scifact -o scifact-negatives.jsonl --strategy ensemble --num-negatives 4
+    --mining likely_positive_ratio=1.0
     """
     from .config import MiningConfig, RunConfig, StrategyConfig
     from .data import DataError, load_beir, resolve_dataset
@@ -103,14 +107,21 @@ def mine_command(
     try:
         strat = StrategyConfig.model_validate(strategy)
         member_list = [m.strip() for m in models.split(",") if m.strip()]
+        extra = {}
+        for item in mining_set or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"--mining {item!r}: expected KEY=VALUE")
+            extra[key.strip()] = yaml.safe_load(value)
         cfg = RunConfig(dataset=dataset, data_dir=data_dir, ensemble=member_list, fusion=fusion, seed=seed,
                         progress=not no_progress, strategies=[strat], mining=MiningConfig(
                             num_negatives=num_negatives, positive_ratio=positive_ratio or None, range_min=range_min,
-                            range_max=range_max, sampling=sampling, random_share=random_share))
+                            range_max=range_max, sampling=sampling, random_share=random_share, **extra))
         data = load_beir(resolve_dataset(dataset, data_dir))
         retrievers = Retrievers(data, cfg, cache_dir)
         members = cfg.members_for(strat)
-        ensemble = retrievers.ensemble(members) if strat.kind != "random" else None
+        ensemble = (retrievers.ensemble(members, cfg.mining.fusion, cfg.mining.kept_variance)
+                    if strat.kind != "random" else None)
         result = mine(data, training_pairs(data, split), ensemble, cfg.mining, strat.name, seed, not no_progress)
     except (DataError, ValueError, ImportError) as exc:
         _fail(exc)
@@ -122,6 +133,8 @@ def mine_command(
             _fail(exc)
         hf.save_to_disk(str(hf_dataset))
         typer.echo(f"Hugging Face dataset ({hf_format}, {len(hf)} rows, {left_out} short pairs left out) -> {hf_dataset}")
+    if result.likely_positives:
+        write_jsonl(output.with_suffix(".likely_positives.jsonl"), result.likely_positives)
     summary_path = output.with_suffix(".summary.json")
     write_json(summary_path, {"members": members, "mining": cfg.mining.model_dump(), "data": data.report.as_dict(),
                               "summary": result.summary.as_dict()})

@@ -24,7 +24,7 @@ def describe(values: list[float]) -> dict:
     if not values:
         return {"count": 0}
     x = np.asarray(values, dtype=np.float64)
-    out = {"count": int(len(x)), "mean": round(float(x.mean()), 4), "std": round(float(x.std()), 4)}
+    out = {"count": len(x), "mean": round(float(x.mean()), 4), "std": round(float(x.std()), 4)}
     out.update({f"q{int(q * 100):02d}": round(float(v), 4) for q, v in zip(QUANTILES, np.quantile(x, QUANTILES))})
     return out
 
@@ -78,10 +78,12 @@ def plot_distributions(result: MiningResult, path: str | Path, title: str | None
     positives, negatives, margins = score_lists(result)
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3), dpi=80)
     bins = np.histogram_bin_edges(positives + negatives or [0.0], bins=30)
-    left.hist(negatives, bins=bins, alpha=0.6, density=True, label=f"hard negatives ({len(negatives)})")
-    left.hist(positives, bins=bins, alpha=0.6, density=True, label=f"positives ({len(positives)})")
+    for values, label in ((negatives, "hard negatives"), (positives, "positives")):
+        if values:  # a random-only strategy has no scored negatives
+            left.hist(values, bins=bins, alpha=0.6, density=True, label=f"{label} ({len(values)})")
     left.set_xlabel("fused first-stage score")
-    left.legend(fontsize=7)
+    if positives or negatives:
+        left.legend(fontsize=7)
     right.hist(margins or [0.0], bins=30, color="grey")
     right.axvline(0.0, color="red", linewidth=1)
     right.set_xlabel("positive minus hardest negative")

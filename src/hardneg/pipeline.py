@@ -14,8 +14,8 @@ from pathlib import Path
 
 from . import __version__
 from .config import MiningConfig, RunConfig, StrategyConfig, fingerprint, slug
-from .diagnostics import write_diagnostics
 from .data import Dataset, load_beir, resolve_dataset
+from .diagnostics import write_diagnostics
 from .evaluate import (Row, RunDict, ScoreStore, evaluate_run, first_stage_run, rerank_run, score_pairs,
                        tune_alpha, write_trec, ranked)
 from .io import atomic_write, read_json, read_jsonl, write_json, write_jsonl

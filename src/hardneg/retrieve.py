@@ -351,7 +351,7 @@ class Ensemble:
 
     def doc_similarity(self, doc: int, others: np.ndarray) -> np.ndarray | None:
         """Weighted mean over the dense scoring members of cos(doc, other); None if no member is dense."""
-        members, weights = self.scoring_members()
+        members = self.scoring_members()[0]
         rows, w = self.dense_rows()
         if not rows:
             return None
