@@ -64,7 +64,12 @@ def _kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray:
 
     km = faiss.Kmeans(x.shape[1], k, niter=20, seed=seed, spherical=True, verbose=False,
                       max_points_per_centroid=10_000)
-    km.train(x)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # one thread: the same sums in the same order, so the same seed gives the same clusters
+    try:
+        km.train(x)
+    finally:
+        faiss.omp_set_num_threads(threads)
     return _unit(km.centroids)
 
 

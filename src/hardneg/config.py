@@ -67,7 +67,7 @@ class MiningConfig(_Strict):
         "k-means on a sample among sqrt(N)/2, sqrt(N), 2*sqrt(N)")
     cluster_scope: Literal["query", "positive", "stratified"] = Field(
         "query", description="negatives from the query's cluster, the positive's cluster, or round-robin across "
-        "the cluster_near clusters nearest the query")
+        "the cluster_near clusters nearest the query (stratified replaces union fusion's per-member turns)")
     cluster_near: int = Field(3, ge=1, description="clusters used by cluster_scope: stratified")
     denoise_model: str | None = Field(
         None, description="cross-encoder (folder or name) that re-scores picks; a pick it scores above the "

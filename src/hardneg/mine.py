@@ -479,7 +479,8 @@ def _likely_pairs(pairs: list[MinedPair], records: list[dict], dataset: Dataset)
             positive=corpus.full_text(corpus.index[r["doc_id"]]),
             negative_ids=[source.negative_ids[i] for i in keep], negatives=[source.negatives[i] for i in keep],
             negative_sources=[source.negative_sources[i] for i in keep],
-            negative_scores=[source.negative_scores[i] for i in keep], positive_score=r["score"]))
+            negative_scores=[source.negative_scores[i] for i in keep],
+            positive_score=r["score"] if r["source"] == "ensemble" else None))  # a CE logit is another scale
     return extra
 
 

@@ -73,11 +73,11 @@ class Retrievers:
             self._built[name] = retriever
         return self._built[name]
 
-    def ensemble(self, names: list[str], fusion: str | None = None, kept_variance: float = 0.95) -> Ensemble:
+    def ensemble(self, names: list[str], fusion: str | None = None, kept_variance: float | None = None) -> Ensemble:
         """Members are indexed lazily: building the object is cheap, the first search pays for the index."""
         weights = self.config.weights if names == self.config.ensemble else None
         return Ensemble([_Lazy(self, n) for n in names], fusion=fusion or self.config.fusion, weights=weights,
-                        kept_variance=kept_variance, seed=self.config.seed)
+                        kept_variance=kept_variance or self.config.mining.kept_variance, seed=self.config.seed)
 
     def first_stage(self, name: str) -> Ensemble:
         return self.ensemble(self.config.ensemble if name == "ensemble" else [name])
