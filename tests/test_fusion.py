@@ -164,3 +164,5 @@ def test_union_fusion_mines_from_every_member(tmp_path):
     union = mine(ds, [("q2", "d04")], Ensemble([a, b], fusion="union"), cfg, "u", progress=False)
     assert set(union.pairs[0].negative_ids) == {"d01", "d12"}  # a's best and b's best
     assert set(union.summary.member_overlap) == {"a & b"} and union.summary.member_overlap["a & b"] == 0.0
+    with pytest.raises(ValueError, match="fuses by 'zscore'"):
+        mine(ds, [("q2", "d04")], Ensemble([a, b]), MiningConfig(fusion="union"), "u", progress=False)

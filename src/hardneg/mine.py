@@ -327,6 +327,9 @@ def mine(dataset: Dataset, pairs: list[tuple[str, str]], ensemble: Ensemble | No
     """
     from tqdm.auto import tqdm
 
+    if ensemble is not None and config.fusion is not None and config.fusion != ensemble.fusion:
+        raise ValueError(f"mining.fusion is {config.fusion!r} but the ensemble fuses by {ensemble.fusion!r}: "
+                         f"build it with Ensemble(..., fusion={config.fusion!r})")
     corpus, queries = dataset.corpus, dataset.queries
     summary = MiningSummary(strategy=strategy, negatives_requested=config.num_negatives)
     n_random = (int(config.random_share * config.num_negatives + 0.5) if ensemble is not None
