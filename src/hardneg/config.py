@@ -73,6 +73,9 @@ class MiningConfig(_Strict):
         None, description="cross-encoder (folder or name) that re-scores picks; a pick it scores above the "
         "positive minus denoise_margin is dropped as a likely positive; null disables")
     denoise_margin: float = Field(0.0, description="denoise: logit margin below the positive's score")
+    denoise_max_length: int | None = Field(
+        None, ge=16, description="denoise: token limit of each (query, document) pair; null: the model's own "
+        "(often 512, four times the cost of 128)")
 
     @model_validator(mode="after")
     def _window(self) -> MiningConfig:

@@ -378,7 +378,7 @@ def mine(dataset: Dataset, pairs: list[tuple[str, str]], ensemble: Ensemble | No
     if config.denoise_model is not None and pools:
         from .train import load_cross_encoder
 
-        reranker = load_cross_encoder(config.denoise_model)
+        reranker = load_cross_encoder(config.denoise_model, config.denoise_max_length)
 
     overlaps: dict[str, list[float]] = {}
     names = ensemble.member_names if ensemble is not None and pools else []

@@ -180,7 +180,8 @@ def run_pipeline(config: RunConfig) -> RunResult:
             progress=config.progress, fingerprint=fingerprint(saved["fingerprint"], config.train, config.seed))
         if config.rounds == 2 and strategy.kind != "random":
             # Second round: the re-ranker just trained denoises a fresh mining, and a new one is trained on it.
-            again = config.mining_for(strategy).model_copy(update={"denoise_model": str(models[strategy.name])})
+            again = config.mining_for(strategy).model_copy(update={
+                "denoise_model": str(models[strategy.name]), "denoise_max_length": config.train.max_length})
             folder2 = folder / "round2"
             mined, saved = mine_strategy(dataset, strategy, config, retrievers, pairs, folder2, again)
             mining_info[strategy.name] = {**saved, "round1": mining_info[strategy.name]}
