@@ -85,7 +85,7 @@ def mine_command(
         sampling: Annotated[str, typer.Option(help="top or random")] = "top",
         random_share: Annotated[float, typer.Option(help="Share of negatives drawn at random.")] = 0.0,
         fusion: Annotated[str, typer.Option(help="zscore, minmax, rrf, mean, concat-pca or union")] = "zscore",
-        mining_set: Annotated[Optional[list[str]], typer.Option(
+        mining_set: Annotated[list[str] | None, typer.Option(
             "--mining", help="Any other mining setting as KEY=VALUE (repeatable), e.g. --mining cluster=kmeans "
             "--mining absolute_margin=0.5; see MiningConfig.")] = None,
         cache_dir: Annotated[Path, typer.Option(help="Embedding cache folder.")] = Path(".cache/embeddings"),
