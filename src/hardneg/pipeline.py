@@ -15,13 +15,13 @@ from pathlib import Path
 from . import __version__
 from .config import RunConfig, StrategyConfig, fingerprint, slug
 from .data import Dataset, load_beir, resolve_dataset
-from .evaluate import (Row, RunDict, ScoreStore, evaluate_run, first_stage_run, rerank_run, score_pairs,
-                       tune_alpha, write_trec, ranked)
+from .evaluate import (Row, RunDict, ScoreStore, analyse, evaluate_run, first_stage_run, rerank_run,
+                       score_pairs, tune_alpha, write_trec, ranked)
 from .io import atomic_write, read_json, read_jsonl, write_json, write_jsonl
 from .mine import MinedPair, mine, training_pairs
 from .report import results_markdown
 from .retrieve import Ensemble, Retriever, make_retriever
-from .train import load_cross_encoder, train_reranker, training_info
+from .train import dev_samples, load_cross_encoder, train_reranker, training_info
 
 logger = logging.getLogger(__name__)
 
@@ -149,13 +149,22 @@ def run_pipeline(config: RunConfig) -> RunResult:
     # Mine and train, one strategy at a time.
     models: dict[str, Path] = {}
     mining_info: dict[str, dict] = {}
+    dev = None
+    if config.train.dev_eval and dev_ids:  # the same dev candidates for every strategy: a fair checkpoint pick
+        first = retrievers.first_stage(config.evaluate.first_stages[0])
+        dev = dev_samples(dataset, first_stage_run(dataset, dev_ids, first, config.train.dev_depth),
+                          dataset.qrels[config.train_split], config.train.dev_depth, config.train.dev_max_queries)
     for strategy in config.strategies:
         folder = out / "strategies" / slug(strategy.name)
         mined, saved = mine_strategy(dataset, strategy, config, retrievers, pairs, folder)
         mining_info[strategy.name] = saved
+        num_negatives = config.mining_for(strategy).num_negatives
+        card = {"dataset": dataset.name, "split": config.train_split, "strategy": strategy.name,
+                "members": saved["members"], "mining": saved["mining"]}
         models[strategy.name] = train_reranker(
-            mined, folder, config.train, config.mining_for(strategy).num_negatives, seed=config.seed,
-            progress=config.progress, fingerprint=fingerprint(saved["fingerprint"], config.train, config.seed))
+            mined, folder, config.train, num_negatives, seed=config.seed, progress=config.progress,
+            fingerprint=fingerprint(saved["fingerprint"], config.train, config.seed), dev=dev, card=card,
+            extra_pairs=augmented(dataset, config, retrievers, strategy, num_negatives))
 
     rows = evaluate_all(dataset, config, retrievers, models, dev_ids, out)
     settings = {"dataset": dataset.name, "data": dataset.report.summary(), "train_queries": len(train_ids),
@@ -167,6 +176,19 @@ def run_pipeline(config: RunConfig) -> RunResult:
     with atomic_write(out / "results.md") as handle:
         handle.write(markdown)
     return RunResult(out, rows, mining_info, markdown)
+
+
+def augmented(dataset: Dataset, config: RunConfig, retrievers: Retrievers, strategy: StrategyConfig,
+              num_negatives: int) -> list[MinedPair]:
+    """Corpus-made pairs (train.augment_*), negatives from the strategy's own ensemble (random for random)."""
+    from .augment import augment_pairs
+
+    t = config.train
+    if not (t.augment_title_pairs or t.augment_sentence_pairs):
+        return []
+    ensemble = retrievers.ensemble(config.members_for(strategy)) if strategy.kind != "random" else None
+    return [p for kind, n in (("title", t.augment_title_pairs), ("sentence", t.augment_sentence_pairs)) if n
+            for p in augment_pairs(dataset.corpus, kind, n, num_negatives, config.seed, ensemble)]
 
 
 def evaluate_all(dataset: Dataset, config: RunConfig, retrievers: Retrievers, models: dict[str, Path],
@@ -189,7 +211,9 @@ def evaluate_all(dataset: Dataset, config: RunConfig, retrievers: Retrievers, mo
             for name, runs in first_stages.items()]
     reranked_stages = {k: v for k, v in first_stages.items() if ev.rerank is None or k in ev.rerank}
     rerankers = {**({"base": config.train.base_model} if ev.include_base else {}),
-                 **{k: str(v) for k, v in models.items()}}
+                 **{k: str(v) for k, v in models.items()}, **{path: path for path in ev.extra_rerankers}}
+    systems: dict[str, dict[str, RunDict]] = {name: {"first stage": runs["test"]}
+                                              for name, runs in first_stages.items()}
     for system, model_path in rerankers.items():
         from transformers import set_seed
 
@@ -207,10 +231,19 @@ def evaluate_all(dataset: Dataset, config: RunConfig, retrievers: Retrievers, mo
             reranked = rerank_run(runs["test"], store["test"].scores, ev.rerank_depth)
             write_trec(out / "runs" / f"{slug(name)}.{slug(system)}.{ev.split}.trec", reranked, slug(system))
             rows.append(Row(name, system, "rerank", evaluate_run(test_qrels, reranked, ev.metrics)))
+            systems[name][system] = reranked
             if tune:
                 alpha, _ = tune_alpha(dev_qrels, runs["dev"], store["dev"].scores, ev.rerank_depth)
                 mixed = rerank_run(runs["test"], store["test"].scores, ev.rerank_depth, alpha)
+                write_trec(out / "runs" / f"{slug(name)}.{slug(system)}+interpolated.{ev.split}.trec", mixed,
+                           f"{slug(system)}+interpolated")
                 rows.append(Row(name, system, "interpolated", evaluate_run(test_qrels, mixed, ev.metrics), alpha))
+                systems[name][f"{system} + first stage"] = mixed
         logger.info("Evaluated re-ranker %s", system)
+    # Significance and intervals: systems that rank the same first stage's candidates are compared pairwise.
+    write_json(out / "analysis.json", {
+        "split": ev.split, "queries": len(test_qrels),
+        "first_stages": {name: analyse(test_qrels, found, ev.metrics, ev.significance, ev.correction,
+                                       ev.bootstrap, config.seed) for name, found in systems.items()}})
     return rows
 
