@@ -106,7 +106,8 @@ def rerank_run(first_stage: RunDict, scores: dict[str, dict[str, float]], rerank
 
 def _ranx_inputs(qrels: Qrels, run: RunDict):
     """ranx Qrels of the positives, and the run with rank-based scores (ties ordered by document id)."""
-    from ranx import Qrels as RanxQrels, Run as RanxRun
+    from ranx import Qrels as RanxQrels
+    from ranx import Run as RanxRun
 
     positive = {q: {d: r for d, r in docs.items() if r > 0} for q, docs in qrels.items()}
     positive = {q: docs for q, docs in positive.items() if docs}
@@ -197,7 +198,7 @@ def compare_systems(qrels: Qrels, runs: dict[str, RunDict], metrics: list[str], 
                     permutations: int = 1000) -> list[Comparison]:
     """Every pair of ``runs`` tested with ranx's ``compare`` (Fisher randomisation or paired t-test), p-values
     corrected per metric over all pairs (Holm by default)."""
-    from ranx import Run as RanxRun, compare
+    from ranx import compare
 
     names = list(runs)
     if len(names) < 2:

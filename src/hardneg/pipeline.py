@@ -242,7 +242,8 @@ def evaluate_all(dataset: Dataset, config: RunConfig, retrievers: Retrievers, mo
         logger.info("Evaluated re-ranker %s", system)
     # Significance and intervals: systems that rank the same first stage's candidates are compared pairwise.
     write_json(out / "analysis.json", {
-        "split": ev.split, "queries": len(test_qrels),
+        "split": ev.split, "queries": len(test_qrels), "qrels": test_qrels,
+        "query_text": {q: dataset.queries.text(q) for q in test_qrels},
         "first_stages": {name: analyse(test_qrels, found, ev.metrics, ev.significance, ev.correction,
                                        ev.bootstrap, config.seed) for name, found in systems.items()}})
     return rows

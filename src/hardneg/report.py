@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import html
 import json
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 from .evaluate import Row
+from .io import atomic_write, read_json, read_jsonl, write_json
+
+logger = logging.getLogger(__name__)
 
 METRIC_LABELS = {"mrr@3": "MRR@3", "mrr@10": "MRR@10", "ndcg@10": "nDCG@10", "precision@1": "P@1",
                  "precision@5": "P@5", "recall@10": "R@10", "recall@100": "R@100", "map": "MAP"}
@@ -31,11 +44,11 @@ def results_table(rows: list[Row], metrics: list[str], first_stage: str) -> str:
 
 def results_markdown(rows: list[Row], metrics: list[str], settings: dict, mining: dict) -> str:
     parts = [f"# hardneg results: {settings['dataset']}", "",
-             f"{settings['train_queries']} training queries ({settings['train_pairs']} query-positive pairs), "
+             (f"{settings['train_queries']} training queries ({settings['train_pairs']} query-positive pairs), "
              f"{settings['dev_queries']} dev queries for the interpolation weight; evaluated on "
              f"`{settings['config']['evaluate']['split']}`. Re-rankers re-score the top "
              f"{settings['config']['evaluate']['rerank_depth']} of each first stage. "
-             f"Data: {settings.get('data', 'nothing skipped')}.", ""]
+             f"Data: {settings.get('data', 'nothing skipped')}."), ""]
     for first_stage in dict.fromkeys(r.first_stage for r in rows):
         parts += [f"## First stage: {first_stage}", "", results_table(rows, metrics, first_stage), ""]
     parts += ["## Mining", "", "| strategy | members | pairs | removed by rule | random fill | short pairs |",
@@ -47,3 +60,452 @@ def results_markdown(rows: list[Row], metrics: list[str], settings: dict, mining
                      f"{s['random_fill']} | {s['short_pairs']} |")
     parts += ["", "## Settings", "", "```json", json.dumps(settings["config"], indent=2), "```", ""]
     return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ``hardneg report RUN_DIR``: a self-contained HTML page and a Markdown file (+ PNGs in RUN_DIR/report/).
+
+PRIMARY = "ndcg@10"
+MAX_EXAMPLES = 3
+LONG_TEXT = 260
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    html: Path
+    markdown: Path
+    images: list[Path]
+
+
+def system_label(system: str, row: Row | None = None) -> str:
+    """How a system of analysis.json reads in the report."""
+    if system == "first stage":
+        return "first stage alone"
+    if system == "base":
+        return "none (base model, no fine-tuning)"
+    if system.endswith(" + first stage") and row is not None and row.alpha is not None:
+        return f"{system} (alpha={row.alpha:.1f})"
+    return system
+
+
+def _system_of(row: Row) -> str:
+    if row.mode == "first stage":
+        return "first stage"
+    return f"{row.reranker} + first stage" if row.mode == "interpolated" else row.reranker
+
+
+def load_analysis(run_dir: Path, config: dict, rows: list[Row]) -> dict:
+    """analysis.json of the run; for a run made before hardneg wrote it, rebuilt from its TREC files and qrels."""
+    path = run_dir / "analysis.json"
+    if path.is_file():
+        return read_json(path)
+    from .config import RunConfig, slug
+    from .data import load_beir, resolve_dataset
+    from .evaluate import analyse
+    from .pipeline import sample_queries
+
+    cfg = RunConfig.model_validate(config)
+    data_dir = cfg.data_dir if cfg.data_dir and Path(cfg.data_dir).is_dir() else os.environ.get("HARDNEG_DATA")
+    dataset = load_beir(resolve_dataset(cfg.dataset, data_dir))
+    ev = cfg.evaluate
+    test_ids = sample_queries(sorted(dataset.positives(ev.split)), ev.max_queries, cfg.seed)
+    qrels = {q: dataset.qrels[ev.split][q] for q in test_ids}
+    found: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        system = _system_of(row)
+        name = (f"{slug(row.first_stage)}.{ev.split}.trec" if row.mode == "first stage" else
+                f"{slug(row.first_stage)}.{slug(row.reranker)}"
+                f"{'+interpolated' if row.mode == 'interpolated' else ''}.{ev.split}.trec")
+        trec = run_dir / "runs" / name
+        first = run_dir / "runs" / f"{slug(row.first_stage)}.{ev.split}.trec"
+        scores = run_dir / "scores" / f"{slug(row.reranker)}.{ev.split}.json"
+        if trec.is_file():
+            found.setdefault(row.first_stage, {})[system] = read_trec(trec)
+        elif row.mode == "interpolated" and first.is_file() and scores.is_file():
+            # Older runs kept no interpolated run file; its inputs (first stage, scores, weight) are all saved.
+            from .evaluate import rerank_run
+
+            found.setdefault(row.first_stage, {})[system] = rerank_run(
+                read_trec(first), _scores(read_json(scores)), ev.rerank_depth, row.alpha)
+        else:
+            logger.warning("No run file %s: %s is left out of the significance tests", trec, system)
+    analysis = {"split": ev.split, "queries": len(qrels), "qrels": qrels,
+                "query_text": {q: dataset.queries.text(q) for q in qrels}, "rebuilt_from_trec": True,
+                "first_stages": {fs: analyse(qrels, systems, ev.metrics, ev.significance, ev.correction,
+                                             ev.bootstrap, cfg.seed) for fs, systems in found.items()}}
+    write_json(path, analysis)
+    return analysis
+
+
+def read_trec(path: Path) -> dict[str, dict[str, float]]:
+    run: dict[str, dict[str, float]] = {}
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            parts = line.split()
+            if len(parts) != 6:
+                raise ValueError(f"{path}:{lineno}: expected 6 columns (qid Q0 doc rank score tag), got {len(parts)}")
+            run.setdefault(parts[0], {})[parts[2]] = float(parts[4])
+    return run
+
+
+def significance_marks(systems: list[str], comparisons: list[dict], metric: str) -> dict[str, str]:
+    """Per system, the letters of the systems it beats significantly (after correction) on ``metric``."""
+    letter = {s: chr(ord("a") + i) if i < 26 else f"z{i}" for i, s in enumerate(systems)}
+    marks = {s: [] for s in systems}
+    for c in comparisons:
+        if c["metric"] != metric or not c["significant"] or c["a"] not in letter or c["b"] not in letter:
+            continue
+        winner, loser = (c["b"], c["a"]) if c["delta"] > 0 else (c["a"], c["b"])
+        marks[winner].append(letter[loser])
+    return {s: "".join(sorted(m)) for s, m in marks.items()}
+
+
+def _table(fs: str, rows: list[Row], analysis: dict, metrics: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the paper-style table for one first stage (value, superscript marks, CI)."""
+    info = analysis["first_stages"].get(fs, {"comparisons": [], "ci": {}})
+    ordered = [r for mode in ("first stage", "rerank", "interpolated") for r in rows
+               if r.first_stage == fs and r.mode == mode]
+    systems = [_system_of(r) for r in ordered]
+    marks = {m: significance_marks(systems, info["comparisons"], m) for m in metrics}
+    best = {m: max(r.metrics[m] for r in ordered) for m in metrics}
+    header = ["", "system"] + [METRIC_LABELS.get(m, m) for m in metrics] + [f"{METRIC_LABELS[PRIMARY]} 95% CI"]
+    cells = []
+    for i, (row, system) in enumerate(zip(ordered, systems)):
+        line = [chr(ord("a") + i), system_label(system, row)]
+        for m in metrics:
+            value = f"{row.metrics[m]:.3f}"
+            line.append(("**" + value + "**" if row.metrics[m] == best[m] else value) + (
+                f"<sup>{marks[m][system]}</sup>" if marks[m][system] else ""))
+        ci = info["ci"].get(system, {}).get(PRIMARY)
+        line.append(f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-")
+        cells.append(line)
+    return header, cells
+
+
+def _md_table(header: list[str], cells: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                     + ["| " + " | ".join(c) + " |" for c in cells])
+
+
+def _html_table(header: list[str], cells: list[list[str]], cls: str = "results") -> str:
+    def cell(text: str) -> str:
+        out = html.escape(text).replace("&lt;sup&gt;", "<sup>").replace("&lt;/sup&gt;", "</sup>")
+        return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>" for row in cells)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _figure(path: Path, draw) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = draw(plt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def bar_chart(path: Path, fs: str, rows: list[Row], analysis: dict, metric: str = PRIMARY) -> Path:
+    ci = analysis["first_stages"].get(fs, {}).get("ci", {})
+    ordered = [r for mode in ("first stage", "rerank", "interpolated") for r in rows
+               if r.first_stage == fs and r.mode == mode]
+    labels = [system_label(_system_of(r), r) for r in ordered]
+    values = np.array([r.metrics[metric] for r in ordered])
+    low = np.array([ci.get(_system_of(r), {}).get(metric, [v, v])[0] for r, v in zip(ordered, values)])
+    high = np.array([ci.get(_system_of(r), {}).get(metric, [v, v])[1] for r, v in zip(ordered, values)])
+    colours = ["#888888" if r.mode == "first stage" else "#c44e52" if r.reranker == "base" else
+               "#4c72b0" if r.mode == "rerank" else "#55a868" for r in ordered]
+
+    def draw(plt):
+        fig, ax = plt.subplots(figsize=(8, 0.45 * len(ordered) + 1.2))
+        y = np.arange(len(ordered))[::-1]
+        ax.barh(y, values, color=colours, xerr=[values - low, high - values], capsize=3)
+        ax.set_yticks(y, labels)
+        ax.set_xlabel(f"{METRIC_LABELS.get(metric, metric)} (bars: 95% bootstrap CI over queries)")
+        ax.set_title(f"First stage: {fs}")
+        ax.set_xlim(max(0.0, float(low.min()) - 0.05), min(1.0, float(high.max()) + 0.05))
+        return fig
+
+    return _figure(path, draw)
+
+
+def score_distributions(path: Path, negatives: dict[str, list[dict]]) -> Path | None:
+    """Fused first-stage score of the positive vs. each hard negative, one panel per mined strategy."""
+    panels = {}
+    for name, pairs in negatives.items():
+        pos = [p["positive_score"] for p in pairs if p.get("positive_score") is not None]
+        neg = [s for p in pairs for s in p.get("negative_scores", []) if s is not None]
+        if pos and neg:
+            panels[name] = (pos, neg)
+    if not panels:
+        return None
+
+    def draw(plt):
+        cols = min(3, len(panels))
+        rows = math.ceil(len(panels) / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+        for ax in axes.flat[len(panels):]:
+            ax.axis("off")
+        for ax, (name, (pos, neg)) in zip(axes.flat, panels.items()):
+            bins = np.linspace(min(min(pos), min(neg)), max(max(pos), max(neg)), 40)
+            ax.hist(neg, bins=bins, alpha=0.6, density=True, label="hard negatives", color="#c44e52")
+            ax.hist(pos, bins=bins, alpha=0.6, density=True, label="positives", color="#4c72b0")
+            ax.set_title(name, fontsize=10)
+            ax.set_xlabel("fused first-stage score", fontsize=8)
+        axes.flat[0].legend(fontsize=8)
+        fig.tight_layout()
+        return fig
+
+    return _figure(path, draw)
+
+
+def reranker_distributions(path: Path, run_dir: Path, systems: list[str], qrels: dict, split: str) -> Path | None:
+    """Each re-ranker's score of labelled positives vs. the other candidates it re-scored (test split)."""
+    from .config import slug
+
+    panels = {}
+    for system in systems:
+        file = run_dir / "scores" / f"{slug(system)}.{split}.json"
+        if not file.is_file():
+            continue
+        scores = _scores(read_json(file))
+        pos, other = [], []
+        for q, docs in scores.items():
+            for d, v in docs.items():
+                (pos if qrels.get(q, {}).get(d, 0) > 0 else other).append(v)
+        if pos and other:
+            panels[system] = (pos, other)
+    if not panels:
+        return None
+
+    def draw(plt):
+        cols = min(3, len(panels))
+        rows = math.ceil(len(panels) / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+        for ax in axes.flat[len(panels):]:
+            ax.axis("off")
+        bins = np.linspace(0, 1, 41)
+        for ax, (name, (pos, other)) in zip(axes.flat, panels.items()):
+            ax.hist(other, bins=bins, alpha=0.6, density=True, label="other candidates", color="#c44e52")
+            ax.hist(pos, bins=bins, alpha=0.6, density=True, label="positives", color="#4c72b0")
+            ax.set_title(system_label(name), fontsize=10)
+            ax.set_xlabel("re-ranker score (sigmoid)", fontsize=8)
+        axes.flat[0].legend(fontsize=8)
+        fig.tight_layout()
+        return fig
+
+    return _figure(path, draw)
+
+
+def wins_losses(analysis: dict, fs: str, best: str, base: str, metric: str = PRIMARY) -> list[tuple[str, float]]:
+    """(query id, best - base) per query, biggest win first; ties by query id."""
+    per = analysis["first_stages"][fs]["per_query"]
+    delta = {q: per[best][metric][q] - per[base][metric].get(q, 0.0) for q in per[best][metric]}
+    return sorted(delta.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def wins_chart(path: Path, deltas: list[tuple[str, float]], best: str, base: str, metric: str = PRIMARY) -> Path:
+    values = np.array([d for _, d in deltas])
+
+    def draw(plt):
+        fig, ax = plt.subplots(figsize=(8, 2.8))
+        ax.bar(np.arange(len(values)), values, width=1.0,
+               color=["#55a868" if v > 0 else "#c44e52" if v < 0 else "#bbbbbb" for v in values])
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set_xlabel("test queries, sorted by difference")
+        ax.set_ylabel(f"delta {METRIC_LABELS.get(metric, metric)}")
+        ax.set_title(f"{system_label(best)} vs. {system_label(base)}: {int((values > 0).sum())} wins, "
+                     f"{int((values == 0).sum())} ties, {int((values < 0).sum())} losses", fontsize=10)
+        return fig
+
+    return _figure(path, draw)
+
+
+def _short(text: str, n: int = LONG_TEXT) -> str:
+    return text if len(text) <= n else text[:n].rsplit(" ", 1)[0] + " ..."
+
+
+def mined_examples(negatives: dict[str, list[dict]], n: int = MAX_EXAMPLES, seed: int = 42) -> list[dict]:
+    """A few (query, positive) pairs mined by every strategy, with each strategy's negatives side by side."""
+    keyed = {name: {(p["query_id"], p["positive_id"]): p for p in pairs} for name, pairs in negatives.items()}
+    if not keyed:
+        return []
+    common = sorted(set.intersection(*(set(k) for k in keyed.values())))
+    if not common:
+        return []
+    rng = np.random.default_rng(seed)
+    picked = [common[i] for i in sorted(rng.choice(len(common), size=min(n, len(common)), replace=False))]
+    out = []
+    for key in picked:
+        first = next(iter(keyed.values()))[key]
+        out.append({"query": first["query"], "positive": first["positive"],
+                    "by_strategy": {name: list(zip(found[key]["negatives"], found[key]["negative_scores"],
+                                                   found[key]["negative_sources"]))
+                                    for name, found in keyed.items()}})
+    return out
+
+
+def _load_negatives(run_dir: Path) -> dict[str, list[dict]]:
+    out = {}
+    for name_file in sorted((run_dir / "strategies").glob("*/negatives.jsonl")):
+        out[name_file.parent.name] = read_jsonl(name_file)
+    return out
+
+
+def _training(run_dir: Path) -> dict[str, dict]:
+    out = {}
+    for marker in sorted((run_dir / "strategies").glob("*/model/hardneg_training.json")):
+        info = read_json(marker)
+        info.pop("log_history", None)
+        out[marker.parent.parent.name] = info
+    return out
+
+
+CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;
+margin-top:2em}table{border-collapse:collapse;margin:1em 0;font-size:.9em}th,td{border:1px solid #ccc;
+padding:.3em .55em;text-align:left;vertical-align:top}th{background:#f3f3f3}table.results td:nth-child(n+3){
+text-align:right;font-variant-numeric:tabular-nums}sup{color:#2a6f2a;font-size:.7em}img{max-width:100%;
+border:1px solid #eee}pre{background:#f7f7f7;padding:1em;overflow-x:auto;font-size:.8em}.note{color:#555;
+font-size:.9em}.neg td{font-size:.85em}.hard{color:#8a1c1c}.random{color:#555}"""
+
+
+def build_report(run_dir: str | Path, seed: int = 42) -> ReportFiles:
+    """Write RUN_DIR/report.html (self-contained), RUN_DIR/report.md and RUN_DIR/report/*.png."""
+    run_dir = Path(run_dir)
+    results_path = run_dir / "results.json"
+    if not results_path.is_file():
+        raise FileNotFoundError(f"{results_path}: no results; run `hardneg run` for this folder first.")
+    results = read_json(results_path)
+    settings, config = results["settings"], results["settings"]["config"]
+    rows = [Row(r["first_stage"], r["reranker"], r["mode"], r["metrics"], r.get("alpha")) for r in results["rows"]]
+    metrics = list(rows[0].metrics) if rows else []
+    analysis = load_analysis(run_dir, config, rows)
+    negatives = _load_negatives(run_dir)
+    training = _training(run_dir)
+    figures = run_dir / "report"
+
+    ev = config["evaluate"]
+    md = [f"# hardneg report: {settings['dataset']}", ""]
+    intro = (f"{settings['train_queries']} training queries ({settings['train_pairs']} query-positive pairs), "
+             f"{settings['dev_queries']} dev queries (checkpoint choice and interpolation weight); evaluated on "
+             f"{analysis['queries']} `{analysis['split']}` queries. Re-rankers re-score the top "
+             f"{ev['rerank_depth']} of each first stage.")
+    stats = next(iter(analysis["first_stages"].values()), {})
+    sig = (f"Superscript letters: the row is significantly better than the rows with those letters "
+           f"({stats.get('test', 'fisher')} paired test, {stats.get('correction', 'holm')} correction over all "
+           f"pairs per metric, corrected p < {stats.get('alpha', 0.05)}). Intervals: percentile bootstrap over "
+           f"queries ({stats.get('bootstrap_resamples', 1000)} resamples). Best value per column in bold.")
+    md += [intro, "", sig, ""]
+    html_parts = [f"<h1>hardneg report: {html.escape(settings['dataset'])}</h1>", f"<p>{html.escape(intro)}</p>",
+                  f"<p class='note'>{html.escape(sig)}</p>"]
+
+    # Tables and bar charts, one block per first stage (further row groups, e.g. short vs. long documents,
+    # can be added as more blocks of the same shape).
+    for fs in dict.fromkeys(r.first_stage for r in rows):
+        header, cells = _table(fs, rows, analysis, metrics)
+        md += [f"## First stage: {fs}", "", _md_table(header, cells), ""]
+        html_parts += [f"<h2>First stage: {html.escape(fs)}</h2>", _html_table(header, cells)]
+        if any(r.first_stage == fs and r.mode != "first stage" for r in rows):
+            png = bar_chart(figures / f"bars_{_file(fs)}.png", fs, rows, analysis)
+            md += [f"![{METRIC_LABELS[PRIMARY]} with CIs]({png.relative_to(run_dir)})", ""]
+            html_parts.append(_img(png, f"{METRIC_LABELS[PRIMARY]} with 95% CIs, first stage {fs}"))
+
+    # Wins and losses: the best fine-tuned re-ranker vs. the base model, on the main re-ranked first stage.
+    main = next((fs for fs in analysis["first_stages"]
+                 if {"base"} < set(analysis["first_stages"][fs]["per_query"])), None)
+    if main:
+        tuned = [r for r in rows if r.first_stage == main and r.mode == "rerank" and r.reranker != "base"
+                 and r.reranker in analysis["first_stages"][main]["per_query"]]
+        if tuned:
+            best = max(tuned, key=lambda r: (r.metrics[PRIMARY], r.reranker)).reranker
+            deltas = wins_losses(analysis, main, best, "base")
+            png = wins_chart(figures / "wins_losses.png", deltas, best, "base")
+            text = analysis.get("query_text", {})
+            top = [d for d in deltas if d[1] > 0][:5] + [d for d in deltas[::-1] if d[1] < 0][:5]
+            wl_header = ["query", f"delta {METRIC_LABELS[PRIMARY]}"]
+            wl_cells = [[_short(text.get(q, q), 150), f"{d:+.3f}"] for q, d in top]
+            md += [f"## Per-query wins and losses: {best} vs. base ({main})", "",
+                   f"![wins and losses]({png.relative_to(run_dir)})", "", "Largest wins, then largest losses:", "",
+                   _md_table(wl_header, wl_cells), ""]
+            html_parts += [f"<h2>Per-query wins and losses: {html.escape(best)} vs. base ({html.escape(main)})</h2>",
+                           _img(png, "per-query differences"), "<p>Largest wins, then largest losses:</p>",
+                           _html_table(wl_header, wl_cells, "wl")]
+
+    # Score distributions.
+    md += ["## Score distributions", ""]
+    html_parts.append("<h2>Score distributions</h2>")
+    png = score_distributions(figures / "mined_scores.png", negatives)
+    if png:
+        caption = "Fused first-stage scores of positives and mined hard negatives, per strategy"
+        md += [f"{caption}:", "", f"![{caption}]({png.relative_to(run_dir)})", ""]
+        html_parts += [f"<p>{caption}:</p>", _img(png, caption)]
+    rerankers = [r.reranker for r in rows if r.mode == "rerank"]
+    png = reranker_distributions(figures / "reranker_scores.png", run_dir, list(dict.fromkeys(rerankers)),
+                                 analysis.get("qrels", {}), analysis["split"])
+    if png:
+        caption = f"Re-ranker scores of positives and other candidates ({analysis['split']} split)"
+        md += [f"{caption}:", "", f"![{caption}]({png.relative_to(run_dir)})", ""]
+        html_parts += [f"<p>{caption}:</p>", _img(png, caption)]
+
+    # Mined examples.
+    examples = mined_examples(negatives, seed=seed)
+    if examples:
+        md += ["## Examples of mined negatives", ""]
+        html_parts.append("<h2>Examples of mined negatives</h2>")
+        for i, ex in enumerate(examples, 1):
+            md += [f"### Example {i}", "", f"**Query**: {ex['query']}", "", f"**Positive**: {_short(ex['positive'])}",
+                   ""]
+            neg_cells = [[name, f"{src} ({score:.2f})" if score is not None else src, _short(text, 200)]
+                         for name, found in ex["by_strategy"].items() for text, score, src in found]
+            md += [_md_table(["strategy", "kind (fused score)", "negative"], neg_cells), ""]
+            html_parts += [f"<h3>Example {i}</h3>", f"<p><b>Query</b>: {html.escape(ex['query'])}</p>",
+                           f"<p><b>Positive</b>: {html.escape(_short(ex['positive']))}</p>",
+                           _html_table(["strategy", "kind (fused score)", "negative"], neg_cells, "neg")]
+
+    # Every setting.
+    mining_cells = [[name, "+".join(info.get("members") or []) or "random", str(info["summary"]["pairs"]),
+                     ", ".join(f"{k}: {v}" for k, v in info["summary"]["removed"].items()) or "-",
+                     str(info["summary"]["random_fill"])] for name, info in results.get("mining", {}).items()]
+    mining_header = ["strategy", "members", "pairs", "removed by rule", "random fill"]
+    train_cells = [[name, str(t.get("loss", t.get("settings", {}).get("loss"))), str(t.get("rows")),
+                    str(t.get("steps")), str(t.get("train_seconds")),
+                    (f"{t['dev']['best']:.4f}" if t.get("dev") and t["dev"].get("best") is not None else "-")]
+                   for name, t in training.items()]
+    train_header = ["strategy", "loss", "rows", "steps", "seconds", "best dev nDCG@10"]
+    settings_json = json.dumps(config, indent=2)
+    md += ["## Mining", "", _md_table(mining_header, mining_cells), "", "## Training", "",
+           _md_table(train_header, train_cells), "", "## Settings", "", "```json", settings_json, "```", ""]
+    html_parts += ["<h2>Mining</h2>", _html_table(mining_header, mining_cells), "<h2>Training</h2>",
+                   _html_table(train_header, train_cells), "<h2>Settings</h2>",
+                   f"<pre>{html.escape(settings_json)}</pre>"]
+
+    page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>hardneg report: {html.escape(settings['dataset'])}</title><style>{CSS}</style></head><body>"
+            + "\n".join(html_parts) + "</body></html>")
+    with atomic_write(run_dir / "report.html") as handle:
+        handle.write(page)
+    with atomic_write(run_dir / "report.md") as handle:
+        handle.write("\n".join(md))
+    pngs = list(dict.fromkeys(re.findall(r"\]\((report/[^)]+\.png)\)", "\n".join(md))))
+    return ReportFiles(run_dir / "report.html", run_dir / "report.md", [run_dir / p for p in pngs])
+
+
+def _file(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<p><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}"></p>'
+
+
+def _scores(saved: dict) -> dict[str, dict[str, float]]:
+    """A score store's (query -> doc -> score); older runs saved the mapping bare, without a fingerprint."""
+    return saved["scores"] if isinstance(saved.get("scores"), dict) and "fingerprint" in saved else saved

@@ -91,7 +91,9 @@ class LengthGroupedBatchSampler(DefaultBatchSampler):
 
 def dev_evaluator(samples: list[dict], batch_size: int = 64):
     """Re-ranking nDCG@10/MRR@10/MAP on dev queries' first-stage candidates (sentence-transformers' evaluator)."""
-    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+    from sentence_transformers.cross_encoder.evaluation import (
+        CrossEncoderRerankingEvaluator,
+    )
 
     return CrossEncoderRerankingEvaluator(samples, at_k=10, name="dev", batch_size=batch_size, write_csv=False,
                                           always_rerank_positives=True)
@@ -125,7 +127,10 @@ def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: Train
     (:mod:`hardneg.augment`) added to the labelled ones.
     """
     import torch
-    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder import (
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
+    )
     from transformers.trainer_utils import get_last_checkpoint
 
     from .augment import distill_targets
@@ -169,8 +174,8 @@ def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: Train
     every = max(1, math.ceil(total_steps / config.dev_evals))
     extra = {}
     if use_dev:
-        extra = dict(eval_strategy="steps", eval_steps=every, load_best_model_at_end=True,
-                     metric_for_best_model=DEV_METRIC, greater_is_better=True)
+        extra = {"eval_strategy": "steps", "eval_steps": every, "load_best_model_at_end": True,
+                 "metric_for_best_model": DEV_METRIC, "greater_is_better": True}
     if config.group_by_length:
         extra["batch_sampler"] = LengthGroupedBatchSampler
     args = CrossEncoderTrainingArguments(
@@ -222,8 +227,8 @@ def model_card_section(info: dict) -> str:
     card = info.get("card", {})
     s = info["settings"]
     lines = ["", "## Trained with hardneg", "",
-             f"- **Base model**: `{info['base_model']}`; loss **{info['loss']}**, {info['steps']} steps, "
-             f"seed {info['seed']}, {info['train_seconds']} s.",
+             (f"- **Base model**: `{info['base_model']}`; loss **{info['loss']}**, {info['steps']} steps, "
+              f"seed {info['seed']}, {info['train_seconds']} s."),
              f"- **Data**: {card.get('dataset', 'unknown dataset')}, split `{card.get('split', '?')}`: "
              f"{info['labelled_pairs']} labelled (query, positive) pairs"
              + (f" + {info['augmented_pairs']} made from the corpus" if info.get("augmented_pairs") else "")
