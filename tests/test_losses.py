@@ -54,10 +54,10 @@ def test_rejects_multi_label_models(tiny_bert):
 # --- Every loss hardneg offers, on scripted logits: the model's score of each (query, doc) is fixed by a table,
 # so each loss value can be computed by hand.
 
-import math  # noqa: E402
+import math
 
-from hardneg.losses import loss_dataset, make_loss  # noqa: E402
-from hardneg.mine import MinedPair  # noqa: E402
+from hardneg.losses import loss_dataset, make_loss
+from hardneg.mine import MinedPair
 
 LOGITS = {("q1", "p1"): 2.0, ("q1", "n1"): 0.5, ("q1", "n2"): -1.0,
           ("q2", "p2"): 0.0, ("q2", "n3"): 1.0, ("q2", "n4"): 0.0}
@@ -83,7 +83,7 @@ def test_mnrl_is_softmax_over_positive_and_its_negatives(scripted):
     model, table = scripted
     loss = make_loss("mnrl", model, num_negatives=2)
     value = loss([["q1", "q2"], ["p1", "p2"], ["n1", "n3"], ["n2", "n4"]], None)
-    sig = lambda x: 10 / (1 + math.exp(-x))  # noqa: E731  (sentence-transformers: sigmoid, scale 10)
+    sig = lambda x: 10 / (1 + math.exp(-x))
     expected = (_ce([sig(2.0), sig(0.5), sig(-1.0)]) + _ce([sig(0.0), sig(1.0), sig(0.0)])) / 2
     assert value.item() == pytest.approx(expected, rel=1e-5)
     value.backward()
@@ -94,7 +94,7 @@ def test_bce_weights_positives_by_the_number_of_negatives(scripted):
     model, _ = scripted
     loss = make_loss("bce", model, num_negatives=2)
     value = loss([["q1", "q1", "q1"], ["p1", "n1", "n2"]], torch.tensor([1.0, 0.0, 0.0]))
-    softplus = lambda x: math.log1p(math.exp(x))  # noqa: E731
+    softplus = lambda x: math.log1p(math.exp(x))
     expected = (2 * softplus(-2.0) + softplus(0.5) + softplus(-1.0)) / 3
     assert value.item() == pytest.approx(expected, rel=1e-5)
 
