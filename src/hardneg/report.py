@@ -417,24 +417,27 @@ def build_report(run_dir: str | Path, seed: int = 42) -> ReportFiles:
             md += [f"![{METRIC_LABELS[PRIMARY]} with CIs]({png.relative_to(run_dir)})", ""]
             html_parts.append(_img(png, f"{METRIC_LABELS[PRIMARY]} with 95% CIs, first stage {fs}"))
 
-    # Wins and losses: the best fine-tuned re-ranker vs. the base model, on the main re-ranked first stage.
-    main = next((fs for fs in analysis["first_stages"]
-                 if {"base"} < set(analysis["first_stages"][fs]["per_query"])), None)
+    # Wins and losses: the best fine-tuned re-ranker vs. the base model (the first stage alone when the run did
+    # not evaluate the base model), on the first re-ranked first stage.
+    main = next((fs for fs, info in analysis["first_stages"].items() if len(info["per_query"]) > 1), None)
     if main:
+        known = analysis["first_stages"][main]["per_query"]
+        base = "base" if "base" in known else "first stage"
         tuned = [r for r in rows if r.first_stage == main and r.mode == "rerank" and r.reranker != "base"
-                 and r.reranker in analysis["first_stages"][main]["per_query"]]
+                 and r.reranker in known]
         if tuned:
             best = max(tuned, key=lambda r: (r.metrics[PRIMARY], r.reranker)).reranker
-            deltas = wins_losses(analysis, main, best, "base")
-            png = wins_chart(figures / "wins_losses.png", deltas, best, "base")
+            deltas = wins_losses(analysis, main, best, base)
+            png = wins_chart(figures / "wins_losses.png", deltas, best, base)
             text = analysis.get("query_text", {})
             top = [d for d in deltas if d[1] > 0][:5] + [d for d in deltas[::-1] if d[1] < 0][:5]
             wl_header = ["query", f"delta {METRIC_LABELS[PRIMARY]}"]
             wl_cells = [[_short(text.get(q, q), 150), f"{d:+.3f}"] for q, d in top]
-            md += [f"## Per-query wins and losses: {best} vs. base ({main})", "",
+            md += [f"## Per-query wins and losses: {best} vs. {system_label(base)} ({main})", "",
                    f"![wins and losses]({png.relative_to(run_dir)})", "", "Largest wins, then largest losses:", "",
                    _md_table(wl_header, wl_cells), ""]
-            html_parts += [f"<h2>Per-query wins and losses: {html.escape(best)} vs. base ({html.escape(main)})</h2>",
+            html_parts += [(f"<h2>Per-query wins and losses: {html.escape(best)} vs. {html.escape(system_label(base))}"
+                           f" ({html.escape(main)})</h2>"),
                            _img(png, "per-query differences"), "<p>Largest wins, then largest losses:</p>",
                            _html_table(wl_header, wl_cells, "wl")]
 

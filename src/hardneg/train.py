@@ -39,6 +39,11 @@ def load_cross_encoder(name_or_path: str, max_length: int | None = None):
         raise ValueError(f"Cannot load cross-encoder {name_or_path!r} (resolved to {path!r}): {exc}") from None
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (the affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def row_lengths(dataset) -> np.ndarray:
     """Characters per training row over its text columns (a cheap, tokenizer-free proxy for its token count)."""
     total = np.zeros(len(dataset), dtype=np.int64)
@@ -147,7 +152,7 @@ def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: Train
         shutil.rmtree(checkpoints)  # checkpoints of other data or settings: never resume from them
     checkpoints.mkdir(parents=True, exist_ok=True)
     stamp.write_text(fingerprint)
-    torch.set_num_threads(config.threads or len(os.sched_getaffinity(0)))
+    torch.set_num_threads(config.threads or available_cores())
     if config.max_train_pairs is not None and len(pairs) > config.max_train_pairs:
         keep = set(np.random.default_rng(seed).choice(len(pairs), config.max_train_pairs, replace=False).tolist())
         pairs = [p for i, p in enumerate(pairs) if i in keep]
