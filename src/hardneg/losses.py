@@ -24,7 +24,7 @@ class TripletMarginLoss(nn.Module):
         from sentence_transformers.cross_encoder import CrossEncoder
 
         if not isinstance(model, CrossEncoder):
-            raise ValueError(f"{type(self).__name__} expects a CrossEncoder, got {type(model).__name__}.")
+            raise TypeError(f"{type(self).__name__} expects a CrossEncoder, got {type(model).__name__}.")
         if model.num_labels != 1:
             raise ValueError(f"{type(self).__name__} expects a CrossEncoder with num_labels=1, got "
                              f"{model.num_labels}: load it with CrossEncoder(path, num_labels=1).")

@@ -15,8 +15,19 @@ from pathlib import Path
 from . import __version__
 from .config import RunConfig, StrategyConfig, fingerprint, slug
 from .data import Dataset, load_beir, resolve_dataset
-from .evaluate import (Row, RunDict, ScoreStore, analyse, evaluate_run, first_stage_run, rerank_run,
-                       score_pairs, tune_alpha, write_trec, ranked)
+from .evaluate import (
+    Row,
+    RunDict,
+    ScoreStore,
+    analyse,
+    evaluate_run,
+    first_stage_run,
+    ranked,
+    rerank_run,
+    score_pairs,
+    tune_alpha,
+    write_trec,
+)
 from .io import atomic_write, read_json, read_jsonl, write_json, write_jsonl
 from .mine import MinedPair, mine, training_pairs
 from .report import results_markdown
