@@ -1,48 +1,69 @@
-"""Training throughput with and without length-grouped batches, on real mined pairs.
+"""What length-grouped batches save: padded tokens per epoch, random vs. grouped batches, on real mined pairs.
 
-Usage: python benchmarks/length_grouping.py NEGATIVES.jsonl --pairs 96 --max-length 192 --output OUT.json
-Trains the same pairs twice per setting (alternating, so machine load hits both alike), no dev evaluation.
+Counts are exact (the cross-encoder's tokenizer on every (query, document) pair) and machine-independent; a
+BERT's CPU time grows at least linearly with the padded tokens of a batch, so their ratio bounds the saving.
+Batches are padded to their longest pair, as the triplet loss's single forward pass over all pairs does.
+
+Usage: python benchmarks/length_grouping.py NEGATIVES.jsonl --output OUT.json [--batch-size 8]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
-import tempfile
 
-from hardneg.config import TrainConfig
+import numpy as np
+
+from hardneg.embed import resolve_st_model
 from hardneg.io import read_jsonl, write_json
-from hardneg.mine import MinedPair
-from hardneg.train import train_reranker, training_info
+from hardneg.train import length_grouped_batches
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("negatives")
-    parser.add_argument("--pairs", type=int, default=96)
-    parser.add_argument("--max-length", type=int, default=192)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-lengths", type=int, nargs="+", default=[128, 192, 256, 512])
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
-    pairs = [MinedPair(**row) for row in read_jsonl(args.negatives)][:args.pairs]
-    runs: dict[str, list[dict]] = {"grouped": [], "random": []}
-    for repeat in range(args.repeats):
-        for name in ("grouped", "random"):
-            config = TrainConfig(max_length=args.max_length, group_by_length=name == "grouped", dev_eval=False,
-                                 learning_rate=2e-4)
-            with tempfile.TemporaryDirectory() as tmp:
-                info = training_info(train_reranker(pairs, tmp, config, 4, seed=repeat, progress=False,
-                                                    fingerprint=f"{name}-{repeat}"))
-            runs[name].append({"seconds": info["train_seconds"], "sequences_per_second": info["sequences_per_second"],
-                               "steps": info["steps"]})
-            print(name, runs[name][-1], flush=True)
-    write_json(args.output, {
-        "command": " ".join(["python", *sys.argv]), "machine": f"{platform.platform()}, {os.cpu_count()} cores",
-        "pairs": len(pairs), "max_length": args.max_length, "runs": runs,
-        "mean_sequences_per_second": {k: round(sum(r["sequences_per_second"] for r in v) / len(v), 2)
-                                      for k, v in runs.items()}})
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_st_model("minilm"))
+    rows = read_jsonl(args.negatives)
+    pairs = [[(r["query"], d) for d in [r["positive"], *r["negatives"]]] for r in rows]
+    flat = [p for row in pairs for p in row]
+    full = np.array([len(ids) for ids in tokenizer([q for q, _ in flat], [d for _, d in flat],
+                                                    truncation="only_second", max_length=max(args.max_lengths))
+                     ["input_ids"]])
+    per_row = np.split(full, np.cumsum([len(r) for r in pairs])[:-1])
+    chars = np.array([sum(len(q) + len(d) for q, d in row) for row in pairs])
+    results = {}
+    # n-tuple rows (triplet, mnrl, lambda): batch_size rows of 1 + n pairs; bce rows: single pairs, (1 + n) times
+    # as many per batch (hardneg keeps the sequences per step equal across losses).
+    layouts = {"n-tuple": (per_row, chars, args.batch_size),
+               "labeled-pair": ([np.array([x]) for x in full], np.array([len(q) + len(d) for q, d in flat]),
+                                args.batch_size * len(pairs[0]))}
+    for layout, (units, unit_chars, batch) in layouts.items():
+        rng = np.random.default_rng(0)
+        random_batches = [b.tolist() for b in np.array_split(rng.permutation(len(units)),
+                                                             int(np.ceil(len(units) / batch)))]
+        grouped_batches = length_grouped_batches(unit_chars, batch, seed=0)
+        for cap in args.max_lengths:
+            lengths = [np.minimum(r, cap) for r in units]
+            real = int(sum(x.sum() for x in lengths))
+
+            def padded(batches, lengths=lengths):
+                return int(sum(sum(len(lengths[i]) for i in b) * max(lengths[i].max() for i in b) for b in batches))
+
+            rand, grouped = padded(random_batches), padded(grouped_batches)
+            results[f"{layout}@{cap}"] = {"real_tokens": real, "padded_random": rand, "padded_grouped": grouped,
+                                          "padding_share_random": round(1 - real / rand, 4),
+                                          "padding_share_grouped": round(1 - real / grouped, 4),
+                                          "tokens_saved": round(1 - grouped / rand, 4)}
+            print(layout, cap, results[f"{layout}@{cap}"], flush=True)
+    write_json(args.output, {"command": " ".join(["python", *sys.argv]), "rows": len(rows),
+                             "sequences": len(flat), "batch_size": args.batch_size,
+                             "median_pair_tokens_untruncated_at_512": int(np.median(full)), "results": results})
 
 
 if __name__ == "__main__":
