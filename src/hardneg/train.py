@@ -254,11 +254,14 @@ def model_card_section(info: dict) -> str:
 
 
 def write_model_card(folder: Path, info: dict) -> None:
-    """Append hardneg's section to the README.md sentence-transformers wrote (or start one)."""
+    """Put hardneg's section in the README.md sentence-transformers wrote, before its model details (or start one)."""
     readme = Path(folder) / "README.md"
     text = readme.read_text(encoding="utf-8") if readme.is_file() else "# Cross-encoder re-ranker\n"
+    section = model_card_section(info)
+    at = text.find("\n## Model Details")
+    text = text[:at] + "\n" + section + text[at:] if at >= 0 else text.rstrip() + "\n" + section
     with atomic_write(readme) as handle:
-        handle.write(text.rstrip() + "\n" + model_card_section(info))
+        handle.write(text)
 
 
 def training_info(model_dir: str | Path) -> dict:
