@@ -143,3 +143,15 @@ def test_loss_dataset_layouts():
     assert mse["label"] == [[3.0, 3.0]] and left == 1
     with pytest.raises(ValueError, match="Unknown loss"):
         make_loss("nope", None, 2)
+
+
+def test_mnrl_with_in_batch_negatives_adds_other_rows_documents(scripted):
+    model, _ = scripted
+    inputs = [["q1", "q2"], ["p1", "p2"], ["n1", "n3"], ["n2", "n4"]]
+    # every other document of the batch, scored for each query: 0 unless LOGITS says otherwise
+    table = {k: torch.tensor(v) for k, v in LOGITS.items()}
+    model.preprocess = lambda pairs, prompt=None, task=None: {
+        "logits": torch.stack([table.get(tuple(p), torch.tensor(0.0)) for p in pairs])}
+    hard_only = make_loss("mnrl", model, num_negatives=2)(inputs, None).item()
+    with_in_batch = make_loss("mnrl", model, num_negatives=2, in_batch_negatives=1)(inputs, None).item()
+    assert math.isfinite(with_in_batch) and with_in_batch > hard_only  # one more competitor per query
