@@ -6,7 +6,6 @@ import base64
 import html
 import json
 import logging
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -197,134 +196,11 @@ def _html_table(header: list[str], cells: list[list[str]], cls: str = "results")
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _figure(path: Path, draw) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig = draw(plt)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def bar_chart(path: Path, fs: str, rows: list[Row], analysis: dict, metric: str = PRIMARY) -> Path:
-    ci = analysis["first_stages"].get(fs, {}).get("ci", {})
-    ordered = [r for mode in ("first stage", "rerank", "interpolated") for r in rows
-               if r.first_stage == fs and r.mode == mode]
-    labels = [system_label(_system_of(r), r) for r in ordered]
-    values = np.array([r.metrics[metric] for r in ordered])
-    low = np.array([ci.get(_system_of(r), {}).get(metric, [v, v])[0] for r, v in zip(ordered, values)])
-    high = np.array([ci.get(_system_of(r), {}).get(metric, [v, v])[1] for r, v in zip(ordered, values)])
-    colours = ["#888888" if r.mode == "first stage" else "#c44e52" if r.reranker == "base" else
-               "#4c72b0" if r.mode == "rerank" else "#55a868" for r in ordered]
-
-    def draw(plt):
-        fig, ax = plt.subplots(figsize=(8, 0.45 * len(ordered) + 1.2))
-        y = np.arange(len(ordered))[::-1]
-        ax.barh(y, values, color=colours, xerr=[values - low, high - values], capsize=3)
-        ax.set_yticks(y, labels)
-        ax.set_xlabel(f"{METRIC_LABELS.get(metric, metric)} (bars: 95% bootstrap CI over queries)")
-        ax.set_title(f"First stage: {fs}")
-        ax.set_xlim(max(0.0, float(low.min()) - 0.05), min(1.0, float(high.max()) + 0.05))
-        return fig
-
-    return _figure(path, draw)
-
-
-def score_distributions(path: Path, negatives: dict[str, list[dict]]) -> Path | None:
-    """Fused first-stage score of the positive vs. each hard negative, one panel per mined strategy."""
-    panels = {}
-    for name, pairs in negatives.items():
-        pos = [p["positive_score"] for p in pairs if p.get("positive_score") is not None]
-        neg = [s for p in pairs for s in p.get("negative_scores", []) if s is not None]
-        if pos and neg:
-            panels[name] = (pos, neg)
-    if not panels:
-        return None
-
-    def draw(plt):
-        cols = min(3, len(panels))
-        rows = math.ceil(len(panels) / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
-        for ax in axes.flat[len(panels):]:
-            ax.axis("off")
-        for ax, (name, (pos, neg)) in zip(axes.flat, panels.items()):
-            bins = np.linspace(min(min(pos), min(neg)), max(max(pos), max(neg)), 40)
-            ax.hist(neg, bins=bins, alpha=0.6, density=True, label="hard negatives", color="#c44e52")
-            ax.hist(pos, bins=bins, alpha=0.6, density=True, label="positives", color="#4c72b0")
-            ax.set_title(name, fontsize=10)
-            ax.set_xlabel("fused first-stage score", fontsize=8)
-        axes.flat[0].legend(fontsize=8)
-        fig.tight_layout()
-        return fig
-
-    return _figure(path, draw)
-
-
-def reranker_distributions(path: Path, run_dir: Path, systems: list[str], qrels: dict, split: str) -> Path | None:
-    """Each re-ranker's score of labelled positives vs. the other candidates it re-scored (test split)."""
-    from .config import slug
-
-    panels = {}
-    for system in systems:
-        file = run_dir / "scores" / f"{slug(system)}.{split}.json"
-        if not file.is_file():
-            continue
-        scores = _scores(read_json(file))
-        pos, other = [], []
-        for q, docs in scores.items():
-            for d, v in docs.items():
-                (pos if qrels.get(q, {}).get(d, 0) > 0 else other).append(v)
-        if pos and other:
-            panels[system] = (pos, other)
-    if not panels:
-        return None
-
-    def draw(plt):
-        cols = min(3, len(panels))
-        rows = math.ceil(len(panels) / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
-        for ax in axes.flat[len(panels):]:
-            ax.axis("off")
-        bins = np.linspace(0, 1, 41)
-        for ax, (name, (pos, other)) in zip(axes.flat, panels.items()):
-            ax.hist(other, bins=bins, alpha=0.6, density=True, label="other candidates", color="#c44e52")
-            ax.hist(pos, bins=bins, alpha=0.6, density=True, label="positives", color="#4c72b0")
-            ax.set_title(system_label(name), fontsize=10)
-            ax.set_xlabel("re-ranker score (sigmoid)", fontsize=8)
-        axes.flat[0].legend(fontsize=8)
-        fig.tight_layout()
-        return fig
-
-    return _figure(path, draw)
-
-
 def wins_losses(analysis: dict, fs: str, best: str, base: str, metric: str = PRIMARY) -> list[tuple[str, float]]:
     """(query id, best - base) per query, biggest win first; ties by query id."""
     per = analysis["first_stages"][fs]["per_query"]
     delta = {q: per[best][metric][q] - per[base][metric].get(q, 0.0) for q in per[best][metric]}
     return sorted(delta.items(), key=lambda kv: (-kv[1], kv[0]))
-
-
-def wins_chart(path: Path, deltas: list[tuple[str, float]], best: str, base: str, metric: str = PRIMARY) -> Path:
-    values = np.array([d for _, d in deltas])
-
-    def draw(plt):
-        fig, ax = plt.subplots(figsize=(8, 2.8))
-        ax.bar(np.arange(len(values)), values, width=1.0,
-               color=["#55a868" if v > 0 else "#c44e52" if v < 0 else "#bbbbbb" for v in values])
-        ax.axhline(0, color="black", linewidth=0.6)
-        ax.set_xlabel("test queries, sorted by difference")
-        ax.set_ylabel(f"delta {METRIC_LABELS.get(metric, metric)}")
-        ax.set_title(f"{system_label(best)} vs. {system_label(base)}: {int((values > 0).sum())} wins, "
-                     f"{int((values == 0).sum())} ties, {int((values < 0).sum())} losses", fontsize=10)
-        return fig
-
-    return _figure(path, draw)
 
 
 def _short(text: str, n: int = LONG_TEXT) -> str:
@@ -378,6 +254,8 @@ font-size:.9em}.neg td{font-size:.85em}.hard{color:#8a1c1c}.random{color:#555}""
 
 def build_report(run_dir: str | Path, seed: int = 42) -> ReportFiles:
     """Write RUN_DIR/report.html (self-contained), RUN_DIR/report.md and RUN_DIR/report/*.png."""
+    from . import figures
+
     run_dir = Path(run_dir)
     results_path = run_dir / "results.json"
     if not results_path.is_file():
@@ -389,7 +267,7 @@ def build_report(run_dir: str | Path, seed: int = 42) -> ReportFiles:
     analysis = load_analysis(run_dir, config, rows)
     negatives = _load_negatives(run_dir)
     training = _training(run_dir)
-    figures = run_dir / "report"
+    fig_dir = run_dir / "report"
 
     ev = config["evaluate"]
     md = [f"# hardneg report: {settings['dataset']}", ""]
@@ -413,7 +291,7 @@ def build_report(run_dir: str | Path, seed: int = 42) -> ReportFiles:
         md += [f"## First stage: {fs}", "", _md_table(header, cells), ""]
         html_parts += [f"<h2>First stage: {html.escape(fs)}</h2>", _html_table(header, cells)]
         if any(r.first_stage == fs and r.mode != "first stage" for r in rows):
-            png = bar_chart(figures / f"bars_{_file(fs)}.png", fs, rows, analysis)
+            png = figures.bar_chart(fig_dir / f"bars_{_file(fs)}.png", fs, rows, analysis)
             md += [f"![{METRIC_LABELS[PRIMARY]} with CIs]({png.relative_to(run_dir)})", ""]
             html_parts.append(_img(png, f"{METRIC_LABELS[PRIMARY]} with 95% CIs, first stage {fs}"))
 
@@ -428,7 +306,7 @@ def build_report(run_dir: str | Path, seed: int = 42) -> ReportFiles:
         if tuned:
             best = max(tuned, key=lambda r: (r.metrics[PRIMARY], r.reranker)).reranker
             deltas = wins_losses(analysis, main, best, base)
-            png = wins_chart(figures / "wins_losses.png", deltas, best, base)
+            png = figures.wins_chart(fig_dir / "wins_losses.png", deltas, best, base)
             text = analysis.get("query_text", {})
             top = [d for d in deltas if d[1] > 0][:5] + [d for d in deltas[::-1] if d[1] < 0][:5]
             wl_header = ["query", f"delta {METRIC_LABELS[PRIMARY]}"]
@@ -444,13 +322,13 @@ def build_report(run_dir: str | Path, seed: int = 42) -> ReportFiles:
     # Score distributions.
     md += ["## Score distributions", ""]
     html_parts.append("<h2>Score distributions</h2>")
-    png = score_distributions(figures / "mined_scores.png", negatives)
+    png = figures.score_distributions(fig_dir / "mined_scores.png", negatives)
     if png:
         caption = "Fused first-stage scores of positives and mined hard negatives, per strategy"
         md += [f"{caption}:", "", f"![{caption}]({png.relative_to(run_dir)})", ""]
         html_parts += [f"<p>{caption}:</p>", _img(png, caption)]
     rerankers = [r.reranker for r in rows if r.mode == "rerank"]
-    png = reranker_distributions(figures / "reranker_scores.png", run_dir, list(dict.fromkeys(rerankers)),
+    png = figures.reranker_distributions(fig_dir / "reranker_scores.png", run_dir, list(dict.fromkeys(rerankers)),
                                  analysis.get("qrels", {}), analysis["split"])
     if png:
         caption = f"Re-ranker scores of positives and other candidates ({analysis['split']} split)"
