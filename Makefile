@@ -7,7 +7,7 @@ TORCH := torch==2.13.0
 HARDNEG_DATA ?= ../shared/data
 export HARDNEG_DATA
 
-.PHONY: venv demo test test-slow bench bench-ensemble clean
+.PHONY: venv demo test test-slow bench bench-ensemble bench-chunking example-ingest clean
 
 venv: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[models,plots,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[models,plots,ingest,dev]'
 	touch $(STAMP)
 
 demo: venv
@@ -35,6 +35,17 @@ bench: venv
 
 bench-ensemble: venv
 	$(BIN)/python benchmarks/first_stage.py --dataset scifact --output benchmarks/first_stage_scifact.json
+
+# Chunking strategies x aggregations for a trained SciFact re-ranker (needs `make bench` first for the model and run).
+bench-chunking: venv
+	nice -n 10 $(BIN)/python benchmarks/chunking.py --dataset scifact --model runs/scifact/strategies/ensemble/model \
+		--first-stage runs/scifact/runs/ensemble.test.trec --max-queries 60 --add-short --output benchmarks/chunking_scifact.json
+
+# The examples/helpdesk walk-through: HTML help pages + a queries CSV -> dataset -> hardneg run.
+example-ingest: venv
+	$(BIN)/hardneg ingest examples/helpdesk/docs --pairs examples/helpdesk/queries.csv --test-fraction 0.3 \
+		--output runs/helpdesk-data
+	$(BIN)/hardneg run examples/helpdesk/config.yaml
 
 clean:
 	rm -rf runs .pytest_cache

@@ -130,6 +130,57 @@ def mine_command(
                f"{len(s.short_pairs)} short pairs; data: {data.report.summary()}. Summary: {summary_path}")
 
 
+@app.command("ingest")
+def ingest_command(
+        sources: Annotated[list[Path], typer.Argument(help="Folders (recursive), documents, or tables "
+                                                      "(.jsonl/.csv/.parquet) of documents.")] = [],
+        output: Annotated[Path, typer.Option("--output", "-o", help="Dataset folder to write (BEIR layout).")] = ...,
+        urls: Annotated[Optional[Path], typer.Option(help="File of URLs to fetch, one per line.")] = None,
+        pairs: Annotated[list[Path], typer.Option("--pairs", help="CSV/JSONL of (query, positive) rows; the "
+                                                  "positive is a document id, path or URL. Repeatable.")] = [],
+        qrels: Annotated[Optional[Path], typer.Option(help="BEIR or TREC qrels naming document ids.")] = None,
+        queries: Annotated[Optional[Path], typer.Option(help="Query texts for --qrels (queries.jsonl or TSV).")] = None,
+        text_field: Annotated[str, typer.Option(help="Tabular: column with the document text.")] = "text",
+        title_field: Annotated[str, typer.Option(help="Tabular: column with the title.")] = "title",
+        id_field: Annotated[str, typer.Option(help="Tabular: column with the document id.")] = "id",
+        url_field: Annotated[str, typer.Option(help="Tabular: column with the document URL.")] = "url",
+        query_field: Annotated[str, typer.Option(help="Pairs: column with the query text.")] = "query",
+        positive_field: Annotated[str, typer.Option(help="Pairs: column with the positive.")] = "positive",
+        id_mode: Annotated[str, typer.Option(help="Document ids: 'path' (path or URL) or 'hash' (content).")] = "path",
+        dedup: Annotated[str, typer.Option(help="near (MinHash), exact, or none.")] = "near",
+        near_threshold: Annotated[float, typer.Option(help="MinHash Jaccard threshold for near duplicates.")] = 0.8,
+        keep_boilerplate: Annotated[bool, typer.Option(help="Keep cookie banners and repeated menu lines.")] = False,
+        test_fraction: Annotated[float, typer.Option(help="Share of queries in test when no split is given.")] = 0.2,
+        max_bytes: Annotated[int, typer.Option(help="Skip files and responses larger than this.")] = 20 * 1024 * 1024,
+        timeout: Annotated[float, typer.Option("--fetch.timeout", help="Seconds per HTTP request.")] = 15.0,
+        retries: Annotated[int, typer.Option("--fetch.retries", help="Retries after a timeout or 5xx.")] = 2,
+        concurrency: Annotated[int, typer.Option("--fetch.concurrency", help="Parallel requests.")] = 4,
+        strict: Annotated[bool, typer.Option("--strict", help="Fail on the first skipped input.")] = False,
+        seed: int = 42, no_progress: Quiet = False, verbose: Verbose = 0) -> None:
+    """Turn folders of HTML/PDF/Markdown/text/DOCX, tables or URLs, plus query pairs, into a dataset folder.
+
+    Example: hardneg ingest examples/docs --pairs examples/queries.csv --output runs/docs-data
+    """
+    from .data import DataError
+    from .ingest import Columns, FetchConfig, PairFields, ingest
+
+    _logging(verbose)
+    if not sources and urls is None:
+        _fail(ValueError("give at least one SOURCE folder/file or --urls"))
+    try:
+        result = ingest(sources, output, urls=urls, pairs=pairs, qrels=qrels, queries=queries,
+                        columns=Columns(id=id_field, title=title_field, text=text_field, url=url_field),
+                        pair_fields=PairFields(query=query_field, positive=positive_field), id_mode=id_mode,
+                        dedup=dedup, near_threshold=near_threshold, boilerplate=not keep_boilerplate,
+                        test_fraction=test_fraction, seed=seed, max_bytes=max_bytes,
+                        fetch=FetchConfig(timeout=timeout, retries=retries, concurrency=concurrency),
+                        strict=strict, progress=not no_progress)
+    except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
+        _fail(exc)
+    typer.echo(result.report.summary())
+    typer.echo(f"Dataset written to {result.output} (report: {result.output}/ingest_report.json)")
+
+
 @app.command()
 def models() -> None:
     """List the registered model names (any sentence-transformers id or folder works too)."""

@@ -122,6 +122,34 @@ class EvalConfig(_Strict):
     batch_size: int = Field(64, ge=1)
 
 
+class ChunkConfig(_Strict):
+    """Long documents: mine, train and re-rank on chunks, then score documents from their chunks."""
+
+    strategy: Literal["none", "tokens", "sentences", "semantic"] = Field(
+        "none", description="none (documents truncated at train.max_length), tokens (windows of max_tokens with "
+        "overlap), sentences (whole sentences packed up to max_tokens) or semantic (packed, cut where adjacent "
+        "sentences' embeddings diverge)")
+    max_tokens: int = Field(96, ge=16, description="chunk size in re-ranker tokens, title included; leave room "
+                            "for the query within train.max_length")
+    overlap: int = Field(16, ge=0, description="tokens shared by consecutive chunks (tokens, sentences)")
+    positive: Literal["all", "best"] = Field(
+        "all", description="which chunks of a positive document are training positives: all, or the one the "
+        "ensemble scores highest for the query (the others are never used as negatives)")
+    aggregation: Literal["maxp", "firstp", "sump"] = Field(
+        "maxp", description="a document's re-ranker score from its chunks: best, first, or sum")
+    semantic_model: str = Field("minilm", description="embedder for the semantic strategy's sentence vectors")
+    semantic_quantile: float = Field(0.25, gt=0, lt=1, description="semantic: cut at adjacent-sentence "
+                                     "similarities in this lowest share of the document's")
+    long_threshold: int | None = Field(None, ge=1, description="documents longer than this many tokens are 'long' "
+                                       "in the short/long evaluation; default train.max_length")
+
+    @model_validator(mode="after")
+    def _overlap(self) -> ChunkConfig:
+        if self.overlap >= self.max_tokens:
+            raise ValueError(f"chunking.overlap ({self.overlap}) must be smaller than max_tokens ({self.max_tokens})")
+        return self
+
+
 DEFAULT_ENSEMBLE = ["minilm", "wordllama", "bm25"]
 # Chosen on SciFact *train* queries (benchmarks/first_stage_scifact_train.json): halving WordLlama's weight
 # gave the best MRR@10 and Recall@100 of the weightings tried.
@@ -150,6 +178,7 @@ class RunConfig(_Strict):
                                  for s in ("random", "bm25", "dense:minilm", "ensemble")])
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
+    chunking: ChunkConfig = Field(default_factory=ChunkConfig)
     progress: bool = True
 
     @model_validator(mode="after")

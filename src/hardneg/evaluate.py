@@ -250,10 +250,11 @@ class Row:
     mode: str              # "first stage", "rerank", or "interpolated"
     metrics: dict[str, float]
     alpha: float | None = None
+    by_length: dict[str, dict[str, float]] | None = None  # the same metrics on short and long documents' queries
 
     def as_dict(self) -> dict:
         return {"first_stage": self.first_stage, "reranker": self.reranker, "mode": self.mode,
-                "alpha": self.alpha, "metrics": self.metrics}
+                "alpha": self.alpha, "metrics": self.metrics, "by_length": self.by_length}
 
 
 def write_trec(path: str | Path, run: RunDict, tag: str) -> None:

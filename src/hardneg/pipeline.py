@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
 from .config import RunConfig, StrategyConfig, fingerprint, slug
+from .chunk import (ChunkedDataset, chunk_for_run, chunk_pairs, document_scores, documents_run, load_tokenizer,
+                    top_documents)
 from .data import Dataset, load_beir, resolve_dataset
 from .evaluate import (
     Row,
@@ -30,6 +33,7 @@ from .evaluate import (
 )
 from .io import atomic_write, read_json, read_jsonl, write_json, write_jsonl
 from .mine import MinedPair, mine, training_pairs
+from .lengths import LengthSplit, document_tokens, length_table, metrics_by_length, split_by_length
 from .report import results_markdown
 from .retrieve import Ensemble, Retriever, make_retriever
 from .train import dev_samples, load_cross_encoder, train_reranker, training_info
@@ -147,15 +151,26 @@ def run_pipeline(config: RunConfig) -> RunResult:
     cache_dir = Path(config.cache_dir) if config.cache_dir else out.parent / ".cache" / "embeddings"
     write_json(out / "config.json", config.model_dump())
 
-    dataset = load_beir(resolve_dataset(config.dataset, config.data_dir))
-    write_json(out / "data_report.json", {"dataset": dataset.name, "documents": len(dataset.corpus),
-                                          "queries": len(dataset.queries), **dataset.report.as_dict()})
+    documents = load_beir(resolve_dataset(config.dataset, config.data_dir))
+    write_json(out / "data_report.json", {"dataset": documents.name, "documents": len(documents.corpus),
+                                          "queries": len(documents.queries), **documents.report.as_dict()})
+    # Long documents: everything up to evaluation runs on chunks; evaluation maps scores back to documents.
+    chunks, built = None, []
+    if config.chunking.strategy != "none":
+        def ensemble_over(data: Dataset) -> Ensemble:  # the 'best' chunk rule's scorer, reused for mining
+            built.append(Retrievers(data, config, cache_dir))
+            return built[-1].ensemble(config.ensemble)
+
+        chunks = chunk_for_run(documents, config, cache_dir, ensemble_over)
+    dataset = chunks.dataset if chunks is not None else documents
     train_query_ids = sorted(dataset.positives(config.train_split))
     train_query_ids = sample_queries(train_query_ids, config.max_train_queries, config.seed)
     train_ids, dev_ids = split_queries(train_query_ids, config.dev_fraction, config.seed)
     pairs = training_pairs(dataset, config.train_split, train_ids)
     logger.info("%d training queries (%d pairs), %d dev queries", len(train_ids), len(pairs), len(dev_ids))
     retrievers = Retrievers(dataset, config, cache_dir)
+    if built and built[-1].dataset.corpus is dataset.corpus:
+        retrievers = built[-1]
 
     # Mine and train, one strategy at a time.
     models: dict[str, Path] = {}
@@ -177,11 +192,19 @@ def run_pipeline(config: RunConfig) -> RunResult:
             fingerprint=fingerprint(saved["fingerprint"], config.train, config.seed), dev=dev, card=card,
             extra_pairs=augmented(dataset, config, retrievers, strategy, num_negatives))
 
-    rows = evaluate_all(dataset, config, retrievers, models, dev_ids, out)
-    settings = {"dataset": dataset.name, "data": dataset.report.summary(), "train_queries": len(train_ids),
+    length_split = split_by_length(
+        documents.qrels[config.evaluate.split],
+        document_tokens(documents.corpus, load_tokenizer(config.train.base_model),
+                        sorted({d for docs in documents.qrels[config.evaluate.split].values() for d in docs})),
+        config.chunking.long_threshold or config.train.max_length)
+    rows = evaluate_all(dataset, config, retrievers, models, dev_ids, out, chunks, length_split)
+    settings = {"dataset": documents.name, "data": documents.report.summary(), "train_queries": len(train_ids),
                 "train_pairs": len(pairs),
-                "dev_queries": len(dev_ids), "config": config.model_dump()}
+                "dev_queries": len(dev_ids), "lengths": length_split.as_dict(), "config": config.model_dump()}
+    if chunks is not None:
+        settings["chunks"] = {"documents": len(documents.corpus), "chunks": len(chunks.dataset.corpus)}
     markdown = results_markdown(rows, config.evaluate.metrics, settings, mining_info)
+    markdown += "\n" + length_table(rows, config.evaluate.metrics, length_split)
     write_json(out / "results.json", {"settings": settings, "rows": [r.as_dict() for r in rows],
                                       "mining": mining_info})
     with atomic_write(out / "results.md") as handle:
@@ -203,23 +226,47 @@ def augmented(dataset: Dataset, config: RunConfig, retrievers: Retrievers, strat
 
 
 def evaluate_all(dataset: Dataset, config: RunConfig, retrievers: Retrievers, models: dict[str, Path],
-                 dev_ids: list[str], out: Path) -> list[Row]:
+                 dev_ids: list[str], out: Path, chunks: ChunkedDataset | None = None,
+                 length_split: LengthSplit | None = None) -> list[Row]:
+    """Rows of the results table. With ``chunks``, ``dataset`` is the chunk dataset: first stages retrieve
+    chunks (mapped to documents by their best chunk), re-rankers score every chunk of the top documents, and a
+    document's score is its chunks' aggregate; metrics are always over the documents' qrels."""
     ev = config.evaluate
-    test_ids = sample_queries(sorted(dataset.positives(ev.split)), ev.max_queries, config.seed)
-    test_qrels = dataset.qrels[ev.split]
-    dev_qrels = {q: dataset.qrels[config.train_split][q] for q in dev_ids}
+    documents = chunks.documents if chunks is not None else dataset
+    test_ids = sample_queries(sorted(documents.positives(ev.split)), ev.max_queries, config.seed)
+    test_qrels = documents.qrels[ev.split]
+    dev_qrels = {q: documents.qrels[config.train_split][q] for q in dev_ids}
     test_qrels = {q: test_qrels[q] for q in test_ids}
+
+    def measure(run: RunDict) -> dict:
+        by_length = metrics_by_length(test_qrels, run, ev.metrics, length_split) if length_split else None
+        return {"metrics": evaluate_run(test_qrels, run, ev.metrics), "by_length": by_length}
+
+    def first_stage(ensemble, query_ids: list[str]) -> RunDict:
+        if chunks is None:
+            return first_stage_run(dataset, query_ids, ensemble, ev.depth)
+        chunk_run = first_stage_run(dataset, query_ids, ensemble, math.ceil(ev.depth * chunks.expansion))
+        return top_documents(documents_run(chunk_run, chunks.chunk_doc), ev.depth)
+
+    def doc_scores(store: ScoreStore, runs: dict[str, RunDict]) -> dict[str, dict[str, float]]:
+        if chunks is None:
+            return store.scores
+        merged: dict[str, dict[str, float]] = {}
+        for run in runs.values():
+            for q, docs in document_scores(store.scores, run, ev.rerank_depth, chunks.doc_chunks,
+                                           config.chunking.aggregation).items():
+                merged.setdefault(q, {}).update(docs)
+        return merged
 
     tune = ev.interpolate and bool(dev_ids)
     first_stages: dict[str, dict[str, RunDict]] = {}
     for name in ev.first_stages:
         ensemble = retrievers.first_stage(name)
-        first_stages[name] = {"test": first_stage_run(dataset, test_ids, ensemble, ev.depth),
-                              "dev": first_stage_run(dataset, dev_ids, ensemble, ev.depth) if tune else {}}
+        first_stages[name] = {"test": first_stage(ensemble, test_ids),
+                              "dev": first_stage(ensemble, dev_ids) if tune else {}}
         write_trec(out / "runs" / f"{slug(name)}.{ev.split}.trec", first_stages[name]["test"], slug(name))
 
-    rows = [Row(name, "none", "first stage", evaluate_run(test_qrels, runs["test"], ev.metrics))
-            for name, runs in first_stages.items()]
+    rows = [Row(name, "none", "first stage", **measure(runs["test"])) for name, runs in first_stages.items()]
     reranked_stages = {k: v for k, v in first_stages.items() if ev.rerank is None or k in ev.rerank}
     rerankers = {**({"base": config.train.base_model} if ev.include_base else {}),
                  **{k: str(v) for k, v in models.items()}, **{path: path for path in ev.extra_rerankers}}
@@ -235,26 +282,32 @@ def evaluate_all(dataset: Dataset, config: RunConfig, retrievers: Retrievers, mo
         store = {split: ScoreStore(out / "scores" / f"{slug(system)}.{split}.json", made_by)
                  for split in ("test", "dev")}
         for split in ("test", "dev") if tune else ("test",):
-            needed = [(q, d) for runs in reranked_stages.values() for q, docs in runs[split].items()
-                      for d in ranked(docs)[:ev.rerank_depth]]
+            if chunks is None:
+                needed = [(q, d) for runs in reranked_stages.values() for q, docs in runs[split].items()
+                          for d in ranked(docs)[:ev.rerank_depth]]
+            else:
+                needed = [p for runs in reranked_stages.values()
+                          for p in chunk_pairs(runs[split], ev.rerank_depth, chunks.doc_chunks)]
             score_pairs(model, dataset, needed, store[split], ev.batch_size, config.progress)
         for name, runs in reranked_stages.items():
-            reranked = rerank_run(runs["test"], store["test"].scores, ev.rerank_depth)
+            test_scores = doc_scores(store["test"], {name: runs["test"]})
+            reranked = rerank_run(runs["test"], test_scores, ev.rerank_depth)
             write_trec(out / "runs" / f"{slug(name)}.{slug(system)}.{ev.split}.trec", reranked, slug(system))
-            rows.append(Row(name, system, "rerank", evaluate_run(test_qrels, reranked, ev.metrics)))
+            rows.append(Row(name, system, "rerank", **measure(reranked)))
             systems[name][system] = reranked
             if tune:
-                alpha, _ = tune_alpha(dev_qrels, runs["dev"], store["dev"].scores, ev.rerank_depth)
-                mixed = rerank_run(runs["test"], store["test"].scores, ev.rerank_depth, alpha)
+                dev_scores = doc_scores(store["dev"], {name: runs["dev"]})
+                alpha, _ = tune_alpha(dev_qrels, runs["dev"], dev_scores, ev.rerank_depth)
+                mixed = rerank_run(runs["test"], test_scores, ev.rerank_depth, alpha)
                 write_trec(out / "runs" / f"{slug(name)}.{slug(system)}+interpolated.{ev.split}.trec", mixed,
                            f"{slug(system)}+interpolated")
-                rows.append(Row(name, system, "interpolated", evaluate_run(test_qrels, mixed, ev.metrics), alpha))
+                rows.append(Row(name, system, "interpolated", alpha=alpha, **measure(mixed)))
                 systems[name][f"{system} + first stage"] = mixed
         logger.info("Evaluated re-ranker %s", system)
     # Significance and intervals: systems that rank the same first stage's candidates are compared pairwise.
     write_json(out / "analysis.json", {
         "split": ev.split, "queries": len(test_qrels), "qrels": test_qrels,
-        "query_text": {q: dataset.queries.text(q) for q in test_qrels},
+        "query_text": {q: documents.queries.text(q) for q in test_qrels},
         "first_stages": {name: analyse(test_qrels, found, ev.metrics, ev.significance, ev.correction,
                                        ev.bootstrap, config.seed) for name, found in systems.items()}})
     return rows
