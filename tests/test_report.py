@@ -78,6 +78,7 @@ def test_report_files(run_dir):
     assert images and all((run_dir / p).is_file() for p in images)
     assert page.count("data:image/png;base64,") == len(images)
     assert "| a | first stage alone |" in md and '"loss": "lambda"' in md
+    assert "### Short and long documents (ensemble)" in md  # extra row groups (issue 3's length split)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium; .ci/run does)")

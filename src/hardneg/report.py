@@ -262,7 +262,8 @@ def build_report(run_dir: str | Path, seed: int = 42) -> ReportFiles:
         raise FileNotFoundError(f"{results_path}: no results; run `hardneg run` for this folder first.")
     results = read_json(results_path)
     settings, config = results["settings"], results["settings"]["config"]
-    rows = [Row(r["first_stage"], r["reranker"], r["mode"], r["metrics"], r.get("alpha")) for r in results["rows"]]
+    rows = [Row(r["first_stage"], r["reranker"], r["mode"], r["metrics"], r.get("alpha"), r.get("by_length"))
+            for r in results["rows"]]
     metrics = list(rows[0].metrics) if rows else []
     analysis = load_analysis(run_dir, config, rows)
     negatives = _load_negatives(run_dir)
@@ -294,6 +295,14 @@ def build_report(run_dir: str | Path, seed: int = 42) -> ReportFiles:
             png = figures.bar_chart(fig_dir / f"bars_{_file(fs)}.png", fs, rows, analysis)
             md += [f"![{METRIC_LABELS[PRIMARY]} with CIs]({png.relative_to(run_dir)})", ""]
             html_parts.append(_img(png, f"{METRIC_LABELS[PRIMARY]} with 95% CIs, first stage {fs}"))
+        # Extra row groups: the same systems on queries whose relevant documents are short vs. long.
+        grouped = [r for r in rows if r.first_stage == fs and r.by_length]
+        if grouped:
+            lh = ["system", "documents"] + [METRIC_LABELS.get(m, m) for m in metrics]
+            lc = [[system_label(_system_of(r), r), group] + [f"{values[m]:.3f}" for m in metrics]
+                  for r in grouped for group, values in r.by_length.items()]
+            md += [f"### Short and long documents ({fs})", "", _md_table(lh, lc), ""]
+            html_parts += [f"<h3>Short and long documents ({html.escape(fs)})</h3>", _html_table(lh, lc)]
 
     # Wins and losses: the best fine-tuned re-ranker vs. the base model (the first stage alone when the run did
     # not evaluate the base model), on the first re-ranked first stage.
