@@ -61,7 +61,8 @@ def test_run_end_to_end_and_resume(tmp_path, beir_dir, tiny_bert):
         assert ("ensemble", name, "rerank") in systems
         assert ("ensemble", name, "interpolated") in systems
     for row in result.rows:
-        assert set(row.metrics) == {"mrr@3", "mrr@10", "ndcg@10", "precision@1", "recall@100"}
+        assert set(row.metrics) == {"mrr@3", "mrr@10", "ndcg@10", "precision@1", "precision@5", "recall@10",
+                                    "recall@100", "map"}
         assert all(0.0 <= v <= 1.0 for v in row.metrics.values())
     saved = json.loads((out / "results.json").read_text())
     assert saved["settings"]["train_pairs"] + saved["settings"]["dev_queries"] >= 5

@@ -218,6 +218,56 @@ def download(name: Annotated[str, typer.Argument(help="BEIR dataset name, e.g. s
         _fail(exc)
 
 
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="A run folder written by `hardneg run`.")],
+           verbose: Verbose = 0) -> None:
+    """Write RUN_DIR/report.html (self-contained) and RUN_DIR/report.md (+ PNGs in RUN_DIR/report/).
+
+    Example: hardneg report runs/scifact
+    """
+    from .data import DataError
+    from .report import build_report
+
+    _logging(verbose)
+    try:
+        files = build_report(run_dir)
+    except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
+        _fail(exc)
+    typer.echo(f"Report: {files.html} and {files.markdown} ({len(files.images)} figures)")
+
+
+@app.command("rerank")
+def rerank_command(
+        model: Annotated[str, typer.Option("--model", "-m", help="Re-ranker: a CrossEncoder folder or hub id.")],
+        query: Annotated[str, typer.Option("--query", "-q", help="The query text.")],
+        docs: Annotated[Path, typer.Option("--docs", help="One document per line, or JSONL with text/title.")],
+        top_k: Annotated[int | None, typer.Option("--top-k", "-k", help="Print only the best K.")] = None,
+        batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+        max_length: Annotated[int | None, typer.Option(help="Token limit per (query, doc) pair.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+        verbose: Verbose = 0) -> None:
+    """Re-rank the documents of a file for one query with a trained re-ranker; prints best first.
+
+    Example: hardneg rerank --model runs/scifact/strategies/ensemble/model --query "statins and dementia" --docs docs.txt
+    """
+    import json
+
+    from .rerank import read_docs, rerank
+
+    _logging(verbose)
+    try:
+        texts = read_docs(docs)
+        ranked = rerank(model, query, texts, batch_size=batch_size, top_k=top_k, max_length=max_length)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    for rank, (i, score) in enumerate(ranked, 1):
+        if as_json:
+            typer.echo(json.dumps({"rank": rank, "index": i, "score": round(score, 6), "text": texts[i]}))
+        else:
+            text = texts[i] if len(texts[i]) <= 100 else texts[i][:97] + "..."
+            typer.echo(f"{rank:3d}  {score:.4f}  [{i}]  {text}")
+
+
 def main() -> None:
     app()
 

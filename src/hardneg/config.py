@@ -131,8 +131,21 @@ class StrategyConfig(_Strict):
 
 class TrainConfig(_Strict):
     base_model: str = Field("minilm", description="cross-encoder starting point: a name, folder or hub id")
-    loss: Literal["triplet", "bce"] = "triplet"
+    loss: Literal["triplet", "bce", "mnrl", "lambda", "listnet", "margin_mse"] = Field(
+        "triplet", description="triplet (the paper's), bce, mnrl (softmax over positive + negatives), lambda "
+        "(LambdaLoss), listnet, margin_mse (distil the ensemble's fused scores); see hardneg.losses.LOSS_HELP")
     margin: float = Field(1.0, gt=0, description="triplet margin on the raw logit")
+    in_batch_negatives: int = Field(0, ge=0, description="mnrl: other rows' documents added as negatives per query")
+    distill_scale: float = Field(1.0, gt=0, description="margin_mse: teacher (fused z-score) margins times this")
+    augment_title_pairs: int = Field(0, ge=0, description="extra pairs: a document's title as query for its body")
+    augment_sentence_pairs: int = Field(0, ge=0, description="extra pairs: a sentence as query for its passage")
+    dev_eval: bool = Field(True, description="evaluate on the dev queries during training and keep the best "
+                           "checkpoint (nDCG@10 of re-ranking their first-stage candidates)")
+    dev_evals: int = Field(4, ge=1, description="dev evaluations per training run")
+    dev_depth: int = Field(10, ge=2, description="first-stage candidates per dev query the dev evaluation ranks")
+    dev_max_queries: int | None = Field(50, ge=1, description="cap on dev queries used during training")
+    group_by_length: bool = Field(True, description="batch rows of similar length (less padding), batches shuffled")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; default all cores of this machine")
     epochs: float = Field(1.0, gt=0)
     batch_size: int = Field(8, ge=1)
     learning_rate: float = Field(2e-5, gt=0)
@@ -151,7 +164,16 @@ class EvalConfig(_Strict):
     depth: int = Field(100, ge=1, description="first-stage candidates kept per query")
     rerank_depth: int = Field(100, ge=1, description="how many of them each re-ranker re-scores")
     max_queries: int | None = Field(None, ge=1, description="evaluate on a seeded sample of the split's queries")
-    metrics: list[str] = Field(default_factory=lambda: ["mrr@3", "mrr@10", "ndcg@10", "precision@1", "recall@100"])
+    metrics: list[str] = Field(default_factory=lambda: ["mrr@3", "mrr@10", "ndcg@10", "precision@1", "precision@5",
+                                                        "recall@10", "recall@100", "map"],
+                               description="ranx metric names")
+    extra_rerankers: list[str] = Field(default_factory=list, description="re-rankers hardneg did not train (any "
+                                       "CrossEncoder folder or hub id), evaluated on the same footing")
+    significance: Literal["fisher", "student"] = Field("fisher", description="paired test between systems (ranx): "
+                                                       "Fisher's randomisation or Student's paired t-test")
+    correction: Literal["holm", "bonferroni", "none"] = Field("holm", description="multiple-comparison correction "
+                                                              "over all pairs of systems, per metric")
+    bootstrap: int = Field(1000, ge=100, description="bootstrap resamples (of queries) for the 95% intervals")
     interpolate: bool = Field(True, description="also report re-ranker + first-stage score mix, weight tuned on dev")
     batch_size: int = Field(64, ge=1)
 
