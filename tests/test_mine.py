@@ -4,11 +4,22 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hardneg.config import MiningConfig
 from hardneg.embed import HashEmbedder
-from hardneg.mine import mine, pair_rng, sample_random, select_hard, similarity_ratio, training_pairs
+from hardneg.mine import (
+    PairContext,
+    geometric_keep,
+    likely_positive_mask,
+    mine,
+    pair_rng,
+    sample_random,
+    select_hard,
+    similarity_ratio,
+    training_pairs,
+)
 from hardneg.retrieve import BM25Retriever, CandidatePool, DenseRetriever, Ensemble
 
 
@@ -55,6 +66,71 @@ def test_rank_window_and_random_sampling():
     assert len(picks) > 1 and all(len(p) == 2 for p in picks)
 
 
+def _picked(pool, chosen):
+    return [int(pool.doc_idx[c]) for c in chosen]
+
+
+def test_absolute_margin_floor_and_ceiling_by_hand():
+    pool = _pool([[1.0, 0.95, 0.8, 0.6, 0.5, 0.2]])  # fused = raw; doc 0 is the positive
+    removed = Counter()
+    cfg = MiningConfig(positive_ratio=None, absolute_margin=0.1)
+    # kept: fused <= 1.0 - 0.1 -> docs 2.. (0.95 is within the margin)
+    assert _picked(pool, select_hard(pool, 0, {0}, cfg, 2, pair_rng(0, "q", "p"), removed)) == [2, 3]
+    assert removed["absolute margin"] == 1
+    removed = Counter()
+    cfg = MiningConfig(positive_ratio=None, score_floor=0.55, score_ceiling=0.9)
+    assert _picked(pool, select_hard(pool, 0, {0}, cfg, 5, pair_rng(0, "q", "p"), removed)) == [2, 3]
+    assert removed["score ceiling"] == 1 and removed["score floor"] == 2
+    with pytest.raises(ValueError, match="score_floor"):
+        MiningConfig(score_floor=1.0, score_ceiling=0.5)
+
+
+def test_geometric_rule_by_hand():
+    # cos(Q,D) = .9, .9, .5 ; cos(Q,P) = .8 ; cos(P,D) = .95, .3, .1
+    # d(Q,D) = .1, .1, .5 ; d(Q,P) = .2 ; d(P,D) = .05, .7, .9 -> only the second passes both
+    keep = geometric_keep(np.array([0.9, 0.9, 0.5]), 0.8, np.array([0.95, 0.3, 0.1]))
+    assert keep.tolist() == [False, True, False]
+    pool = _pool([[0.9, 0.8, 0.9, 0.5]])  # pool order: docs 0, 2, 1, 3 (doc 1 is the positive)
+    assert pool.doc_idx.tolist() == [0, 2, 1, 3]
+    ctx = PairContext(dense_rows=[0], positive_similarity=np.array([0.95, 0.3, 1.0, 0.1]))
+    removed = Counter()
+    chosen = select_hard(pool, 2, {1}, MiningConfig(positive_ratio=None, geometric=True), 3, pair_rng(0, "q", "p"),
+                         removed, ctx)
+    assert _picked(pool, chosen) == [2] and removed["geometric rule"] == 2
+    with pytest.raises(ValueError, match="dense"):
+        select_hard(pool, 2, {1}, MiningConfig(geometric=True), 3, pair_rng(0, "q", "p"), Counter())
+
+
+def test_likely_positives_need_every_member():
+    cand = np.array([[1.2, 1.2, 0.5], [2.0, 0.5, 2.5]])
+    pos = np.array([1.0, 2.0])
+    # candidate 0: both >= positive; 1: only member 1; 2: only member 2
+    assert likely_positive_mask(cand, pos, 1.0).tolist() == [True, False, False]
+    assert likely_positive_mask(cand, pos, 0.2).tolist() == [True, True, True]
+    # a member that scores the positive at or below 0 compares raw scores
+    assert likely_positive_mask(np.array([[-0.5, -2.0]]), np.array([-1.0]), 1.0).tolist() == [True, False]
+    pool = _pool([[1.0, 1.1, 0.5, 0.4]])
+    removed = Counter()
+    ctx = PairContext(flagged=np.array([True, False, False, False]))  # pool order: doc 1 (flagged), 0, 2, 3
+    chosen = select_hard(pool, 1, {0}, MiningConfig(positive_ratio=None), 3, pair_rng(0, "q", "p"), removed, ctx)
+    assert _picked(pool, chosen) == [2, 3] and removed["likely positive"] == 1
+
+
+def test_cross_encoder_veto_replaces_dropped_picks():
+    pool = _pool([[1.0, 0.9, 0.8, 0.7, 0.6]])
+    seen = []
+
+    def veto(positions):
+        seen.append(list(positions))
+        return np.array([int(pool.doc_idx[p]) == 1 for p in positions])  # the judge thinks doc 1 is relevant
+
+    removed = Counter()
+    chosen = select_hard(pool, 0, {0}, MiningConfig(positive_ratio=None), 2, pair_rng(0, "q", "p"), removed,
+                         PairContext(veto=veto))
+    assert _picked(pool, chosen) == [2, 3] and removed["cross-encoder denoise"] == 1
+    assert seen == [[1, 2], [3]]  # only what would be picked is scored, then one stand-in
+
+
 def test_sample_random_excludes_and_reports_shortfall():
     rng = np.random.default_rng(0)
     picks = sample_random(10, 4, {0, 1, 2}, rng)
@@ -64,11 +140,12 @@ def test_sample_random_excludes_and_reports_shortfall():
 
 @pytest.fixture(scope="module")
 def members(request):
+    import tempfile
+    from pathlib import Path
+
     from hardneg.data import load_beir
 
     from .conftest import write_beir
-    import tempfile
-    from pathlib import Path
 
     folder = write_beir(Path(tempfile.mkdtemp()) / "tiny")
     ds = load_beir(folder)
@@ -105,33 +182,83 @@ def test_random_share_mixes_random_negatives(members):
         assert p.negative_scores[2:] == [None, None]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+RULES = {
+    "none": {},
+    "absolute margin": {"absolute_margin": 0.3},
+    "floor+ceiling": {"score_floor": -1.0, "score_ceiling": 1.5},
+    "geometric": {"geometric": True},
+    "likely positives": {"likely_positive_ratio": 1.0},
+    "likely positives added": {"likely_positive_ratio": 0.9, "add_likely_positives": True},
+}
+CLUSTERS = {
+    "none": {},
+    "kmeans query": {"cluster": "kmeans", "clusters": 3, "cluster_scope": "query"},
+    "kmeans positive": {"cluster": "kmeans", "cluster_scope": "positive"},
+    "agglomerative stratified": {"cluster": "agglomerative", "clusters": 4, "cluster_scope": "stratified",
+                                 "cluster_near": 2},
+    "gmm query": {"cluster": "gmm", "clusters": 2},
+    "kmeans silhouette": {"cluster": "kmeans", "cluster_rule": "silhouette"},
+}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(num_negatives=st.integers(1, 12), depth=st.integers(1, 12), ratio=st.sampled_from([None, 0.5, 0.95]),
        range_min=st.integers(0, 3), width=st.one_of(st.none(), st.integers(1, 6)),
        sampling=st.sampled_from(["top", "random"]), share=st.sampled_from([0.0, 0.25, 1.0]),
        fill=st.sampled_from(["random", "none"]), use_members=st.sampled_from(["dense", "bm25", "both", "random"]),
-       seed=st.integers(0, 3))
+       fusion=st.sampled_from(["zscore", "minmax", "rrf", "mean", "concat-pca", "union"]),
+       rule=st.sampled_from(sorted(RULES)), cluster=st.sampled_from(sorted(CLUSTERS)), seed=st.integers(0, 3))
 def test_mining_invariants(members, num_negatives, depth, ratio, range_min, width, sampling, share, fill,
-                           use_members, seed):
+                           use_members, fusion, rule, cluster, seed):
     ds, dense, bm25 = members
     cfg = MiningConfig(num_negatives=num_negatives, depth=depth, positive_ratio=ratio, range_min=range_min,
                        range_max=None if width is None else range_min + width, sampling=sampling,
-                       random_share=share, fill_shortfall=fill)
-    ens = {"dense": Ensemble([dense]), "bm25": Ensemble([bm25]), "both": Ensemble([dense, bm25]),
-           "random": None}[use_members]
+                       random_share=share, fill_shortfall=fill, **RULES[rule], **CLUSTERS[cluster])
+    chosen = {"dense": [dense], "bm25": [bm25], "both": [dense, bm25], "random": None}[use_members]
+    needs_vectors = fusion == "concat-pca" or rule == "geometric" or cluster != "none"
+
+    def ensemble():
+        return None if chosen is None else Ensemble(chosen, fusion=fusion, seed=seed)
+
     pairs = training_pairs(ds, "train")
-    first = mine(ds, pairs, ens, cfg, "s", seed=seed, progress=False)
+    if use_members == "bm25" and needs_vectors and share < 1.0:
+        with pytest.raises(ValueError, match="dense"):
+            mine(ds, pairs, ensemble(), cfg, "s", seed=seed, progress=False)
+        return
+    first = mine(ds, pairs, ensemble(), cfg, "s", seed=seed, progress=False)
     labelled = ds.all_positives()
     short = {(s["query_id"], s["positive_id"]) for s in first.summary.short_pairs}
+    likely = {(r["query_id"], r["doc_id"]) for r in first.likely_positives}
     for p in first.pairs:
         assert not set(p.negative_ids) & labelled[p.query_id]          # never a labelled positive
+        assert not {(p.query_id, d) for d in p.negative_ids} & likely   # nor a likely one
         assert len(set(p.negative_ids)) == len(p.negative_ids)          # no duplicates
-        assert len(p.negative_ids) == num_negatives or (p.query_id, p.positive_id) in short
+        assert p.positive_id not in p.negative_ids
+        extra = p.positive_id not in labelled[p.query_id]               # a likely positive added as a pair
+        assert extra <= bool(cfg.add_likely_positives)
+        assert len(p.negative_ids) == num_negatives or (p.query_id, p.positive_id) in short or extra
     for q, d in pairs:  # 12 documents minus the query's positives is all there is: more must be reported short
         if num_negatives > 12 - len(labelled[q]):
             assert (q, d) in short
-    again = mine(ds, pairs, ens, cfg, "s", seed=seed, progress=False)
+    again = mine(ds, pairs, ensemble(), cfg, "s", seed=seed, progress=False)
     assert [p.as_dict() for p in again.pairs] == [p.as_dict() for p in first.pairs]  # same seed, same output
+    assert again.likely_positives == first.likely_positives
+
+
+def test_cluster_scope_keeps_negatives_in_the_querys_cluster(members):
+    from hardneg.cluster import cluster_documents
+
+    ds, dense, bm25 = members
+    cfg = MiningConfig(num_negatives=3, depth=12, positive_ratio=None, cluster="kmeans", clusters=3,
+                       fill_shortfall="none")
+    ens = Ensemble([dense, bm25], seed=0)
+    result = mine(ds, training_pairs(ds, "train"), ens, cfg, "c", seed=0, progress=False)
+    space = ens.space()
+    clustering = cluster_documents(space.document_vectors(), "kmeans", 3, seed=0)
+    for p in result.pairs:
+        qc = clustering.assign(space.query_vectors([p.query]))[0]
+        assert all(clustering.labels[ds.corpus.index[d]] == qc for d in p.negative_ids)
+    assert result.summary.clusters["k"] == 3
 
 
 def test_output_formats_for_sentence_transformers_losses(members):

@@ -61,7 +61,8 @@ def test_run_end_to_end_and_resume(tmp_path, beir_dir, tiny_bert):
         assert ("ensemble", name, "rerank") in systems
         assert ("ensemble", name, "interpolated") in systems
     for row in result.rows:
-        assert set(row.metrics) == {"mrr@3", "mrr@10", "ndcg@10", "precision@1", "recall@100"}
+        assert set(row.metrics) == {"mrr@3", "mrr@10", "ndcg@10", "precision@1", "precision@5", "recall@10",
+                                    "recall@100", "map"}
         assert all(0.0 <= v <= 1.0 for v in row.metrics.values())
     saved = json.loads((out / "results.json").read_text())
     assert saved["settings"]["train_pairs"] + saved["settings"]["dev_queries"] >= 5
@@ -120,6 +121,17 @@ def test_cli_run_and_mine(tmp_path, beir_dir, tiny_bert):
                               "--no-progress"])
     assert bad.exit_code == 2 and "Unknown model 'no-such-model'" in bad.output
 
+    out = tmp_path / "clustered.jsonl"
+    result = runner.invoke(app, ["mine", "-d", str(beir_dir), "-o", str(out), "--models", "hash,bm25", "-n", "2",
+                                 "--fusion", "concat-pca", "--mining", "cluster=kmeans", "--mining", "clusters=3",
+                                 "--mining", "likely_positive_ratio=0.5", "--cache-dir", str(tmp_path / "cache"),
+                                 "--no-progress"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert summary["summary"]["clusters"]["k"] == 3 and summary["mining"]["fusion"] is None
+    bad = runner.invoke(app, ["mine", "-d", str(beir_dir), "-o", str(out), "--mining", "no_such_rule=1"])
+    assert bad.exit_code == 2 and "no_such_rule" in bad.output
+
 
 def test_bad_config_names_the_field(tmp_path):
     from hardneg import load_config
@@ -167,3 +179,32 @@ def test_score_store_discards_scores_of_another_model(tmp_path):
     store.add([("q", "d1"), ("q", "d2")], np.array([0.5, 0.25]))
     assert ScoreStore(path, "model-a").missing([("q", "d1"), ("q", "d3")]) == [("q", "d3")]
     assert ScoreStore(path, "model-b").missing([("q", "d1")]) == [("q", "d1")]
+
+
+def test_new_mining_settings_at_default_keep_old_fingerprints():
+    from hardneg.config import MiningConfig
+
+    # Runs mined before these settings existed must be reused, so at their defaults they are not fingerprinted.
+    assert set(MiningConfig().stamp()) == {"num_negatives", "depth", "positive_ratio", "range_min", "range_max",
+                                           "sampling", "random_share", "fill_shortfall"}
+    assert MiningConfig(geometric=True).stamp()["geometric"] is True
+
+
+def test_second_round_denoises_with_the_first_model(tmp_path, beir_dir, tiny_bert):
+    from hardneg import load_config, run
+
+    strategy = {"name": "ens", "kind": "ensemble", "mining": {"likely_positive_ratio": 0.5, "fusion": "union"}}
+    path = _config(tmp_path, beir_dir, tiny_bert, rounds=2, strategies=[strategy],
+                   evaluate={"depth": 10, "rerank_depth": 5, "batch_size": 16, "include_base": False})
+    result = run(load_config(path))
+    folder = tmp_path / "run" / "strategies" / "ens"
+    info = result.mining["ens"]
+    assert info["mining"]["denoise_model"] == str(folder / "model")
+    assert info["round1"]["mining"]["denoise_model"] is None
+    assert (folder / "round2" / "model" / "hardneg_training.json").is_file()
+    for sub in (folder, folder / "round2"):
+        assert (sub / "likely_positives.jsonl").is_file()
+        diag = json.loads((sub / "diagnostics.json").read_text())
+        assert diag["pairs"] > 0 and "positive_scores" in diag
+        assert (sub / "score_distributions.png").stat().st_size > 1000
+    assert "cross-encoder denoise" in info["summary"]["removed"]

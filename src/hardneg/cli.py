@@ -84,7 +84,10 @@ def mine_command(
         range_min: int = 0, range_max: Annotated[Optional[int], typer.Option()] = None,
         sampling: Annotated[str, typer.Option(help="top or random")] = "top",
         random_share: Annotated[float, typer.Option(help="Share of negatives drawn at random.")] = 0.0,
-        fusion: Annotated[str, typer.Option(help="zscore, minmax, rrf or mean")] = "zscore",
+        fusion: Annotated[str, typer.Option(help="zscore, minmax, rrf, mean, concat-pca or union")] = "zscore",
+        mining_set: Annotated[list[str] | None, typer.Option(
+            "--mining", help="Any other mining setting as KEY=VALUE (repeatable), e.g. --mining cluster=kmeans "
+            "--mining absolute_margin=0.5; see MiningConfig.")] = None,
         cache_dir: Annotated[Path, typer.Option(help="Embedding cache folder.")] = Path(".cache/embeddings"),
         hf_dataset: Annotated[Optional[Path], typer.Option(help="Also save a Hugging Face dataset folder here.")] = None,
         hf_format: Annotated[str, typer.Option(help="n-tuple, triplet or labeled-pair (for --hf-dataset).")] = "n-tuple",
@@ -92,6 +95,7 @@ def mine_command(
     """Mine negatives for a dataset's (query, positive) pairs and write them as JSONL (+ a summary JSON).
 
     Example: hardneg mine -d scifact -o scifact-negatives.jsonl --strategy ensemble --num-negatives 4
+    --mining likely_positive_ratio=1.0
     """
     from .config import MiningConfig, RunConfig, StrategyConfig
     from .data import DataError, load_beir, resolve_dataset
@@ -103,14 +107,21 @@ def mine_command(
     try:
         strat = StrategyConfig.model_validate(strategy)
         member_list = [m.strip() for m in models.split(",") if m.strip()]
+        extra = {}
+        for item in mining_set or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"--mining {item!r}: expected KEY=VALUE")
+            extra[key.strip()] = yaml.safe_load(value)
         cfg = RunConfig(dataset=dataset, data_dir=data_dir, ensemble=member_list, fusion=fusion, seed=seed,
                         progress=not no_progress, strategies=[strat], mining=MiningConfig(
                             num_negatives=num_negatives, positive_ratio=positive_ratio or None, range_min=range_min,
-                            range_max=range_max, sampling=sampling, random_share=random_share))
+                            range_max=range_max, sampling=sampling, random_share=random_share, **extra))
         data = load_beir(resolve_dataset(dataset, data_dir))
         retrievers = Retrievers(data, cfg, cache_dir)
         members = cfg.members_for(strat)
-        ensemble = retrievers.ensemble(members) if strat.kind != "random" else None
+        ensemble = (retrievers.ensemble(members, cfg.mining.fusion, cfg.mining.kept_variance)
+                    if strat.kind != "random" else None)
         result = mine(data, training_pairs(data, split), ensemble, cfg.mining, strat.name, seed, not no_progress)
     except (DataError, ValueError, ImportError) as exc:
         _fail(exc)
@@ -122,6 +133,8 @@ def mine_command(
             _fail(exc)
         hf.save_to_disk(str(hf_dataset))
         typer.echo(f"Hugging Face dataset ({hf_format}, {len(hf)} rows, {left_out} short pairs left out) -> {hf_dataset}")
+    if result.likely_positives:
+        write_jsonl(output.with_suffix(".likely_positives.jsonl"), result.likely_positives)
     summary_path = output.with_suffix(".summary.json")
     write_json(summary_path, {"members": members, "mining": cfg.mining.model_dump(), "data": data.report.as_dict(),
                               "summary": result.summary.as_dict()})
@@ -203,6 +216,56 @@ def download(name: Annotated[str, typer.Argument(help="BEIR dataset name, e.g. s
         typer.echo(resolve_dataset(name, data_dir))
     except DataError as exc:
         _fail(exc)
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="A run folder written by `hardneg run`.")],
+           verbose: Verbose = 0) -> None:
+    """Write RUN_DIR/report.html (self-contained) and RUN_DIR/report.md (+ PNGs in RUN_DIR/report/).
+
+    Example: hardneg report runs/scifact
+    """
+    from .data import DataError
+    from .report import build_report
+
+    _logging(verbose)
+    try:
+        files = build_report(run_dir)
+    except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
+        _fail(exc)
+    typer.echo(f"Report: {files.html} and {files.markdown} ({len(files.images)} figures)")
+
+
+@app.command("rerank")
+def rerank_command(
+        model: Annotated[str, typer.Option("--model", "-m", help="Re-ranker: a CrossEncoder folder or hub id.")],
+        query: Annotated[str, typer.Option("--query", "-q", help="The query text.")],
+        docs: Annotated[Path, typer.Option("--docs", help="One document per line, or JSONL with text/title.")],
+        top_k: Annotated[int | None, typer.Option("--top-k", "-k", help="Print only the best K.")] = None,
+        batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+        max_length: Annotated[int | None, typer.Option(help="Token limit per (query, doc) pair.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+        verbose: Verbose = 0) -> None:
+    """Re-rank the documents of a file for one query with a trained re-ranker; prints best first.
+
+    Example: hardneg rerank --model runs/scifact/strategies/ensemble/model --query "statins and dementia" --docs docs.txt
+    """
+    import json
+
+    from .rerank import read_docs, rerank
+
+    _logging(verbose)
+    try:
+        texts = read_docs(docs)
+        ranked = rerank(model, query, texts, batch_size=batch_size, top_k=top_k, max_length=max_length)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    for rank, (i, score) in enumerate(ranked, 1):
+        if as_json:
+            typer.echo(json.dumps({"rank": rank, "index": i, "score": round(score, 6), "text": texts[i]}))
+        else:
+            text = texts[i] if len(texts[i]) <= 100 else texts[i][:97] + "..."
+            typer.echo(f"{rank:3d}  {score:.4f}  [{i}]  {text}")
 
 
 def main() -> None:

@@ -16,8 +16,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Fusion = Literal["zscore", "minmax", "rrf", "mean", "concat-pca", "union"]
+
+
 class MiningConfig(_Strict):
-    """How negatives are chosen from a ranked candidate pool."""
+    """How negatives are chosen from a ranked candidate pool.
+
+    Rules apply in this order, each counting what it removed: labelled positives (and copies), cluster scope,
+    rank window, likely positives, positive-aware filter, absolute margin, score floor / ceiling, geometric rule,
+    then sampling, with the cross-encoder denoising pass vetoing picks as they are made.
+    """
 
     num_negatives: int = Field(4, ge=1, description="negatives per (query, positive) pair")
     depth: int = Field(100, ge=1, description="top-k per ensemble member forming the candidate pool")
@@ -30,12 +38,60 @@ class MiningConfig(_Strict):
     random_share: float = Field(0.0, ge=0, le=1, description="share of each pair's negatives drawn at random")
     fill_shortfall: Literal["random", "none"] = Field(
         "random", description="pairs with too few hard candidates: top up with random negatives, or leave short")
+    # Fields below were added after the first release. At their default they are left out of the mining
+    # fingerprint (see stamp()), so runs mined before they existed are reused, not mined and trained again.
+    fusion: Fusion | None = Field(
+        None, description="this strategy's fusion, overriding the run's: zscore, minmax, rrf, mean (weighted mean "
+        "of normalised scores), concat-pca (dense members' vectors concatenated, PCA-reduced) or union (each member "
+        "contributes its own top picks in turn)")
+    kept_variance: float = Field(0.95, gt=0, le=1, description="share of variance the concat-pca representation "
+                                 "keeps (also the space clustering works in)")
+    absolute_margin: float | None = Field(
+        None, description="drop a candidate whose fused score is above the positive's minus this margin (on the "
+        "fused scale: z-units for zscore); null disables")
+    score_floor: float | None = Field(None, description="drop candidates whose fused score is below this")
+    score_ceiling: float | None = Field(None, description="drop candidates whose fused score is above this")
+    geometric: bool = Field(
+        False, description="keep only candidates D with d(Q,D) < d(Q,P) and d(Q,D) < d(P,D) (cosine distance, "
+        "weighted mean over dense members); needs a dense member")
+    likely_positive_ratio: float | None = Field(
+        None, gt=0, description="set aside candidates that every member scores at least this fraction of the "
+        "positive's score (1.0: at or above the positive) as likely positives, written to likely_positives.jsonl; "
+        "null disables")
+    add_likely_positives: bool = Field(False, description="also train on likely positives as extra positives")
+    cluster: Literal["kmeans", "agglomerative", "gmm"] | None = Field(
+        None, description="cluster the corpus in the fused dense space and draw negatives by cluster; null: no")
+    clusters: int | None = Field(None, ge=2, description="number of clusters; null: chosen by cluster_rule")
+    cluster_rule: Literal["sqrt", "silhouette"] = Field(
+        "sqrt", description="how the number of clusters is chosen: sqrt(documents), or the best silhouette of "
+        "k-means on a sample among sqrt(N)/2, sqrt(N), 2*sqrt(N)")
+    cluster_scope: Literal["query", "positive", "stratified"] = Field(
+        "query", description="negatives from the query's cluster, the positive's cluster, or round-robin across "
+        "the cluster_near clusters nearest the query (stratified replaces union fusion's per-member turns)")
+    cluster_near: int = Field(3, ge=1, description="clusters used by cluster_scope: stratified")
+    denoise_model: str | None = Field(
+        None, description="cross-encoder (folder or name) that re-scores picks; a pick it scores above the "
+        "positive minus denoise_margin is dropped as a likely positive; null disables")
+    denoise_margin: float = Field(0.0, description="denoise: logit margin below the positive's score")
+    denoise_max_length: int | None = Field(
+        None, ge=16, description="denoise: token limit of each (query, document) pair; null: the model's own "
+        "(often 512, four times the cost of 128)")
 
     @model_validator(mode="after")
     def _window(self) -> MiningConfig:
         if self.range_max is not None and self.range_max <= self.range_min:
             raise ValueError(f"range_max ({self.range_max}) must be greater than range_min ({self.range_min})")
+        if self.score_floor is not None and self.score_ceiling is not None and self.score_floor >= self.score_ceiling:
+            raise ValueError(f"score_floor ({self.score_floor}) must be below score_ceiling ({self.score_ceiling})")
+        if self.add_likely_positives and self.likely_positive_ratio is None and self.denoise_model is None:
+            raise ValueError("add_likely_positives needs likely_positive_ratio or denoise_model to find any")
         return self
+
+    def stamp(self) -> dict:
+        """The settings as fingerprinted: later-added fields only when they differ from their default."""
+        dump = self.model_dump()
+        later = list(MiningConfig.model_fields)[list(MiningConfig.model_fields).index("fusion"):]
+        return {k: v for k, v in dump.items() if k not in later or v != MiningConfig.model_fields[k].default}
 
 
 class StrategyConfig(_Strict):
@@ -86,8 +142,21 @@ class SearchConfig(_Strict):
 
 class TrainConfig(_Strict):
     base_model: str = Field("minilm", description="cross-encoder starting point: a name, folder or hub id")
-    loss: Literal["triplet", "bce"] = "triplet"
+    loss: Literal["triplet", "bce", "mnrl", "lambda", "listnet", "margin_mse"] = Field(
+        "triplet", description="triplet (the paper's), bce, mnrl (softmax over positive + negatives), lambda "
+        "(LambdaLoss), listnet, margin_mse (distil the ensemble's fused scores); see hardneg.losses.LOSS_HELP")
     margin: float = Field(1.0, gt=0, description="triplet margin on the raw logit")
+    in_batch_negatives: int = Field(0, ge=0, description="mnrl: other rows' documents added as negatives per query")
+    distill_scale: float = Field(1.0, gt=0, description="margin_mse: teacher (fused z-score) margins times this")
+    augment_title_pairs: int = Field(0, ge=0, description="extra pairs: a document's title as query for its body")
+    augment_sentence_pairs: int = Field(0, ge=0, description="extra pairs: a sentence as query for its passage")
+    dev_eval: bool = Field(True, description="evaluate on the dev queries during training and keep the best "
+                           "checkpoint (nDCG@10 of re-ranking their first-stage candidates)")
+    dev_evals: int = Field(4, ge=1, description="dev evaluations per training run")
+    dev_depth: int = Field(10, ge=2, description="first-stage candidates per dev query the dev evaluation ranks")
+    dev_max_queries: int | None = Field(50, ge=1, description="cap on dev queries used during training")
+    group_by_length: bool = Field(True, description="batch rows of similar length (less padding), batches shuffled")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; default all cores of this machine")
     epochs: float = Field(1.0, gt=0)
     batch_size: int = Field(8, ge=1)
     learning_rate: float = Field(2e-5, gt=0)
@@ -115,7 +184,16 @@ class EvalConfig(_Strict):
     depth: int = Field(100, ge=1, description="first-stage candidates kept per query")
     rerank_depth: int = Field(100, ge=1, description="how many of them each re-ranker re-scores")
     max_queries: int | None = Field(None, ge=1, description="evaluate on a seeded sample of the split's queries")
-    metrics: list[str] = Field(default_factory=lambda: ["mrr@3", "mrr@10", "ndcg@10", "precision@1", "recall@100"])
+    metrics: list[str] = Field(default_factory=lambda: ["mrr@3", "mrr@10", "ndcg@10", "precision@1", "precision@5",
+                                                        "recall@10", "recall@100", "map"],
+                               description="ranx metric names")
+    extra_rerankers: list[str] = Field(default_factory=list, description="re-rankers hardneg did not train (any "
+                                       "CrossEncoder folder or hub id), evaluated on the same footing")
+    significance: Literal["fisher", "student"] = Field("fisher", description="paired test between systems (ranx): "
+                                                       "Fisher's randomisation or Student's paired t-test")
+    correction: Literal["holm", "bonferroni", "none"] = Field("holm", description="multiple-comparison correction "
+                                                              "over all pairs of systems, per metric")
+    bootstrap: int = Field(1000, ge=100, description="bootstrap resamples (of queries) for the 95% intervals")
     interpolate: bool = Field(True, description="also report re-ranker + first-stage score mix, weight tuned on dev")
     batch_size: int = Field(64, ge=1)
 
@@ -166,7 +244,7 @@ class RunConfig(_Strict):
     dev_fraction: float = Field(0.1, ge=0, lt=1, description="train queries held out for dev (interpolation)")
     max_train_queries: int | None = Field(None, ge=1, description="seeded subset of training queries")
     ensemble: list[str] = Field(default_factory=lambda: list(DEFAULT_ENSEMBLE))
-    fusion: Literal["zscore", "minmax", "rrf", "mean"] = "zscore"
+    fusion: Fusion = Field("zscore", description="how ensemble members are fused (see mining.fusion)")
     weights: list[float] | None = Field(None, description="per ensemble member; default equal, or the measured "
                                         "default weights for the default ensemble")
     embed_max_seq_length: int | None = Field(None, ge=8)
@@ -181,6 +259,8 @@ class RunConfig(_Strict):
                                  for s in ("random", "bm25", "dense:minilm", "ensemble")])
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
+    rounds: int = Field(1, ge=1, le=2, description="2: mine, train, re-mine with the trained re-ranker as "
+                        "mining.denoise_model, train again (the second model is the one evaluated)")
     chunking: ChunkConfig = Field(default_factory=ChunkConfig)
     progress: bool = True
 

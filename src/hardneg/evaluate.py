@@ -104,13 +104,10 @@ def rerank_run(first_stage: RunDict, scores: dict[str, dict[str, float]], rerank
     return out
 
 
-def evaluate_run(qrels: Qrels, run: RunDict, metrics: list[str]) -> dict[str, float]:
-    """Mean metrics over the queries of ``qrels`` with a positive (ranx); a query missing from the run scores 0.
-
-    Scores are replaced by rank-based ones first, so ties are ordered by document id as everywhere in hardneg,
-    not by ranx's unstable sort.
-    """
-    from ranx import Qrels as RanxQrels, Run as RanxRun, evaluate
+def _ranx_inputs(qrels: Qrels, run: RunDict):
+    """ranx Qrels of the positives, and the run with rank-based scores (ties ordered by document id)."""
+    from ranx import Qrels as RanxQrels
+    from ranx import Run as RanxRun
 
     positive = {q: {d: r for d, r in docs.items() if r > 0} for q, docs in qrels.items()}
     positive = {q: docs for q, docs in positive.items() if docs}
@@ -118,11 +115,121 @@ def evaluate_run(qrels: Qrels, run: RunDict, metrics: list[str]) -> dict[str, fl
     for q in positive:
         order = ranked(run.get(q, {}))
         by_rank[q] = {d: float(len(order) - r) for r, d in enumerate(order)}
-    result = evaluate(RanxQrels(positive), RanxRun({q: docs for q, docs in by_rank.items() if docs}), metrics,
-                      make_comparable=True)
+    return RanxQrels(positive), RanxRun({q: docs for q, docs in by_rank.items() if docs})
+
+
+def evaluate_run(qrels: Qrels, run: RunDict, metrics: list[str]) -> dict[str, float]:
+    """Mean metrics over the queries of ``qrels`` with a positive (ranx); a query missing from the run scores 0.
+
+    Scores are replaced by rank-based ones first, so ties are ordered by document id as everywhere in hardneg,
+    not by ranx's unstable sort.
+    """
+    from ranx import evaluate
+
+    ranx_qrels, ranx_run = _ranx_inputs(qrels, run)
+    result = evaluate(ranx_qrels, ranx_run, metrics, make_comparable=True)
     if isinstance(result, float):  # ranx returns a bare float for one metric
         result = {metrics[0]: result}
     return {m: float(v) for m, v in result.items()}
+
+
+def per_query_metrics(qrels: Qrels, run: RunDict, metrics: list[str]) -> dict[str, dict[str, float]]:
+    """metric -> query id -> value, over the queries of ``qrels`` with a positive (missing from the run: 0)."""
+    from ranx import evaluate
+
+    ranx_qrels, ranx_run = _ranx_inputs(qrels, run)
+    values = evaluate(ranx_qrels, ranx_run, metrics, return_mean=False, make_comparable=True)
+    if not isinstance(values, dict):
+        values = {metrics[0]: values}
+    ids = list(ranx_qrels.keys())  # ranx's per-query arrays follow its qrels' key order
+    return {m: {q: float(v) for q, v in zip(ids, values[m], strict=True)} for m in metrics}
+
+
+def bootstrap_ci(values, resamples: int = 1000, seed: int = 42, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean, resampling queries with replacement (seeded)."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def adjust_pvalues(pvalues: list[float], method: str = "holm") -> list[float]:
+    """Family-wise corrected p-values: Holm's step-down (default), Bonferroni, or none."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    m = len(p)
+    if method == "none" or m == 0:
+        return p.tolist()
+    if method == "bonferroni":
+        return np.minimum(p * m, 1.0).tolist()
+    if method != "holm":
+        raise ValueError(f"Unknown correction {method!r}: choose holm, bonferroni or none.")
+    order = np.argsort(p, kind="stable")
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out.tolist()
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One paired test between two systems on one metric, over the same queries."""
+
+    a: str
+    b: str
+    metric: str
+    delta: float          # mean(b) - mean(a)
+    p_value: float
+    p_adjusted: float
+    significant: bool     # p_adjusted < alpha
+    wins: int             # queries where b beats a
+    ties: int
+    losses: int
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def compare_systems(qrels: Qrels, runs: dict[str, RunDict], metrics: list[str], test: str = "fisher",
+                    correction: str = "holm", alpha: float = 0.05, seed: int = 42,
+                    permutations: int = 1000) -> list[Comparison]:
+    """Every pair of ``runs`` tested with ranx's ``compare`` (Fisher randomisation or paired t-test), p-values
+    corrected per metric over all pairs (Holm by default)."""
+    from ranx import compare
+
+    names = list(runs)
+    if len(names) < 2:
+        return []
+    ranx_runs = []
+    for name in names:
+        ranx_qrels, run = _ranx_inputs(qrels, runs[name])
+        run.name = name
+        ranx_runs.append(run)
+    report = compare(ranx_qrels, ranx_runs, metrics, stat_test=test, n_permutations=permutations, max_p=alpha,
+                     random_seed=seed, make_comparable=True, rounding_digits=12).to_dict()
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    out: list[Comparison] = []
+    for metric in metrics:
+        raw = [float(report[a]["comparisons"][b][metric]) for a, b in pairs]
+        for (a, b), p, adj in zip(pairs, raw, adjust_pvalues(raw, correction)):
+            wtl = report[b]["win_tie_loss"][a][metric]
+            out.append(Comparison(a, b, metric, report[b]["scores"][metric] - report[a]["scores"][metric], p, adj,
+                                  adj < alpha, int(wtl["W"]), int(wtl["T"]), int(wtl["L"])))
+    return out
+
+
+def analyse(qrels: Qrels, systems: dict[str, RunDict], metrics: list[str], test: str = "fisher",
+            correction: str = "holm", resamples: int = 1000, seed: int = 42) -> dict:
+    """Per-query metrics, bootstrap 95% CIs and corrected paired tests for systems ranking the same queries."""
+    per_query = {name: per_query_metrics(qrels, run, metrics) for name, run in systems.items()}
+    ci = {name: {m: list(bootstrap_ci([values[m][q] for q in sorted(values[m])], resamples, seed))
+                 for m in metrics} for name, values in per_query.items()}
+    comparisons = compare_systems(qrels, systems, metrics, test, correction, seed=seed)
+    return {"test": test, "correction": correction, "alpha": 0.05, "bootstrap_resamples": resamples,
+            "per_query": per_query, "ci": ci, "comparisons": [c.as_dict() for c in comparisons]}
 
 
 def tune_alpha(dev_qrels: Qrels, dev_first_stage: RunDict, dev_scores: dict[str, dict[str, float]],

@@ -1,15 +1,19 @@
-"""Hard-negative mining: candidates -> exclude positives -> window -> positive-aware filter -> sample.
+"""Hard-negative mining: candidates -> exclude positives -> cluster scope -> window -> rules -> sample.
 
 Each step is a small function over one (query, positive) pair's ranked candidate pool, so each can be tested
-alone. :func:`mine` runs them for every training pair and counts what each step removed.
+alone. :func:`mine` runs them for every training pair and counts what each step removed. The rules are listed in
+:class:`hardneg.config.MiningConfig`; ``union`` fusion and stratified clusters pick round-robin from several
+orderings of the pool (one per member, or per cluster) instead of from the fused ranking alone.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -48,18 +52,39 @@ class MiningSummary:
     random_fill: int = 0                                # random negatives used to top up short pairs
     short_pairs: list[dict] = field(default_factory=list)  # pairs left with fewer than requested
     skipped_pairs: Counter = field(default_factory=Counter)
+    hard_short: int = 0                                 # pairs with fewer hard negatives than asked for
+    likely_positives: int = 0                           # (query, document) set aside as likely positives
+    added_positives: int = 0                            # extra pairs made from likely positives
+    member_overlap: dict = field(default_factory=dict)  # mean Jaccard of the negatives each member would pick
+    clusters: dict | None = None
 
     def as_dict(self) -> dict:
         return {"strategy": self.strategy, "pairs": self.pairs, "negatives_requested": self.negatives_requested,
                 "removed": dict(self.removed), "random_fill": self.random_fill,
                 "short_pairs": len(self.short_pairs), "short_pair_examples": self.short_pairs[:20],
-                "skipped_pairs": dict(self.skipped_pairs)}
+                "skipped_pairs": dict(self.skipped_pairs), "hard_short": self.hard_short,
+                "likely_positives": self.likely_positives, "added_positives": self.added_positives,
+                "member_overlap": self.member_overlap, "clusters": self.clusters}
 
 
 @dataclass(frozen=True)
 class MiningResult:
     pairs: list[MinedPair]
     summary: MiningSummary
+    likely_positives: list[dict] = field(default_factory=list)  # set aside for review (likely_positives.jsonl)
+
+
+@dataclass(frozen=True)
+class PairContext:
+    """What some rules need beyond the pool; every field is optional and per pool position."""
+
+    allowed: np.ndarray | None = None          # (n,) bool: inside the cluster scope
+    orderings: list[np.ndarray] | None = None  # positions best first per member (union) or per cluster
+    flagged: np.ndarray | None = None          # (n,) bool: set aside as likely positives
+    dense_rows: list[int] | None = None        # rows of member_scores that are cosines (geometric rule) ...
+    dense_weights: np.ndarray | None = None    # ... and their weights
+    positive_similarity: np.ndarray | None = None  # (n,) cos(positive, candidate) over the dense members
+    veto: Callable[[list[int]], np.ndarray] | None = None  # cross-encoder denoising: True = drop
 
 
 def pair_rng(seed: int, query_id: str, positive_id: str) -> np.random.Generator:
@@ -84,27 +109,106 @@ def similarity_ratio(candidate: np.ndarray, positive: np.ndarray) -> np.ndarray:
     return np.clip(ratio, 0.0, 2.0).mean(axis=0)
 
 
+def likely_positive_mask(member_scores: np.ndarray, positive: np.ndarray, ratio: float) -> np.ndarray:
+    """Candidates every member scores at least ``ratio`` of the positive's score (for a member that scores the
+    positive at or below 0, at least the positive's score): candidates to set aside, not to use as negatives."""
+    scale = np.where(positive > 0, ratio * positive, positive)
+    return (member_scores >= scale[:, None]).all(axis=0)
+
+
+def geometric_keep(query_sim: np.ndarray, positive_query_sim: float, positive_sim: np.ndarray) -> np.ndarray:
+    """The follow-up paper's rule in cosine distance d = 1 - cos: d(Q,D) < d(Q,P) and d(Q,D) < d(P,D)."""
+    d_qd = 1.0 - query_sim
+    return (d_qd < 1.0 - positive_query_sim) & (d_qd < 1.0 - positive_sim)
+
+
+def interleave(orderings: list[np.ndarray]) -> list[int]:
+    """Round-robin over several preference lists, each position once (first list first in each round)."""
+    seen: set[int] = set()
+    out: list[int] = []
+    for row in itertools.zip_longest(*orderings):
+        for p in row:
+            if p is not None and int(p) not in seen:
+                seen.add(int(p))
+                out.append(int(p))
+    return out
+
+
 def select_hard(pool: CandidatePool, positive_pos: int | None, excluded: set[int], config: MiningConfig,
-                n: int, rng: np.random.Generator, removed: Counter) -> list[int]:
-    """Positions in ``pool`` of up to ``n`` hard negatives for one pair, counting what each rule removed."""
+                n: int, rng: np.random.Generator, removed: Counter, context: PairContext | None = None) -> list[int]:
+    """Positions in ``pool`` of up to ``n`` hard negatives for one pair (in pool order), counting what each rule
+    removed. Rules that compare with the positive are skipped when the positive is not in the pool."""
+    ctx = context or PairContext()
+    fused = pool.fused
     keep = np.array([int(d) not in excluded for d in pool.doc_idx], dtype=bool)
     removed["labelled positive"] += int((~keep).sum())
-    ranks = np.cumsum(keep) - 1  # rank among non-positive candidates
-    in_window = ranks >= config.range_min
-    if config.range_max is not None:
-        in_window &= ranks < config.range_max
-    removed["outside rank window"] += int((keep & ~in_window).sum())
-    keep &= in_window
-    if config.positive_ratio is not None and positive_pos is not None:
+
+    def drop(rule: str, mask: np.ndarray) -> None:
+        nonlocal keep
+        hit = keep & mask
+        removed[rule] += int(hit.sum())
+        keep &= ~hit
+
+    if ctx.allowed is not None:
+        drop("outside cluster", ~ctx.allowed)
+    orderings = ctx.orderings if ctx.orderings is not None else [np.arange(len(keep))]
+    windows = [order[keep[order]][config.range_min:config.range_max] for order in orderings]
+    in_window = np.zeros(len(keep), dtype=bool)
+    for window in windows:
+        in_window[window] = True
+    drop("outside rank window", ~in_window)
+    if ctx.flagged is not None:
+        drop("likely positive", ctx.flagged)
+    has_positive = positive_pos is not None
+    if config.positive_ratio is not None and has_positive:
         ratio = similarity_ratio(pool.member_scores.astype(np.float64),
                                  pool.member_scores[:, positive_pos].astype(np.float64))
-        too_close = keep & (ratio >= config.positive_ratio)
-        removed["positive-aware filter"] += int(too_close.sum())
-        keep &= ~too_close
+        drop("positive-aware filter", ratio >= config.positive_ratio)
+    if config.absolute_margin is not None and has_positive:
+        drop("absolute margin", fused > fused[positive_pos] - config.absolute_margin)
+    if config.score_floor is not None:
+        drop("score floor", fused < config.score_floor)
+    if config.score_ceiling is not None:
+        drop("score ceiling", fused > config.score_ceiling)
+    if config.geometric and has_positive:
+        if not ctx.dense_rows or ctx.positive_similarity is None:
+            raise ValueError("the geometric rule needs a dense ensemble member (document vectors)")
+        w = ctx.dense_weights if ctx.dense_weights is not None else np.ones(len(ctx.dense_rows))
+        query_sim = (pool.member_scores[ctx.dense_rows].astype(np.float64) * w[:, None]).sum(axis=0) / w.sum()
+        drop("geometric rule", ~geometric_keep(query_sim, float(query_sim[positive_pos]), ctx.positive_similarity))
+
+    eligible = [window[keep[window]] for window in windows]
+    if len(eligible) == 1 and ctx.veto is None:
+        positions = eligible[0]
+        if config.sampling == "random" and len(positions) > n:
+            positions = np.sort(rng.choice(positions, size=n, replace=False))
+        return [int(p) for p in positions[:n]]
+    if config.sampling == "random":
+        eligible = [rng.permutation(e) for e in eligible]
+    preference = interleave(eligible)
+    if ctx.veto is None:
+        return sorted(preference[:n])
+    chosen: list[int] = []
+    start = 0
+    while len(chosen) < n and start < len(preference):  # score only what would be picked, then its stand-ins
+        batch = preference[start:start + n - len(chosen)]
+        start += len(batch)
+        vetoed = np.asarray(ctx.veto(batch), dtype=bool)
+        removed["cross-encoder denoise"] += int(vetoed.sum())
+        chosen += [p for p, v in zip(batch, vetoed) if not v]
+    return sorted(chosen)
+
+
+def member_overlap(pool: CandidatePool, excluded: set[int], n: int, names: list[str]) -> dict[str, float]:
+    """Jaccard overlap of the top ``n`` non-positive candidates each member would pick alone, per member pair."""
+    keep = np.array([int(d) not in excluded for d in pool.doc_idx], dtype=bool)
     positions = np.flatnonzero(keep)
-    if config.sampling == "random" and len(positions) > n:
-        positions = np.sort(rng.choice(positions, size=n, replace=False))
-    return [int(p) for p in positions[:n]]
+    picks = [set(positions[np.lexsort((positions, -row[positions]))[:n]].tolist()) for row in pool.member_scores]
+    out = {}
+    for a, b in itertools.combinations(range(len(picks)), 2):
+        union = picks[a] | picks[b]
+        out[f"{names[a]} & {names[b]}"] = len(picks[a] & picks[b]) / len(union) if union else 1.0
+    return out
 
 
 def sample_random(n_docs: int, n: int, excluded: set[int], rng: np.random.Generator) -> list[int]:
@@ -147,11 +251,85 @@ def training_pairs(dataset: Dataset, split: str, query_ids: list[str] | None = N
     return [(q, d) for q in wanted for d in positives.get(q, [])]
 
 
+@dataclass(frozen=True)
+class _ClusterScope:
+    """Clusters of the corpus and, per query, its own cluster and the clusters nearest to it."""
+
+    labels: np.ndarray
+    query_cluster: dict[str, int]
+    near: dict[str, list[int]]
+    summary: dict
+
+
+def _cluster_scope(ensemble: Ensemble, config: MiningConfig, queries: dict[str, str], seed: int,
+                   must_include: dict[str, set[int]], positives: dict[str, set[int]]) -> _ClusterScope:
+    """Cluster the fused dense space; add each query's target clusters' documents (the ``depth`` most similar
+    to the query per cluster) to its candidate pool, so every member scores them."""
+    from .cluster import choose_k, cluster_documents
+
+    space = ensemble.space()
+    docs = space.document_vectors()
+    k = config.clusters or choose_k(docs, config.cluster_rule, seed)
+    clustering = cluster_documents(docs, config.cluster, k, seed)
+    ids = list(queries)
+    qv = space.query_vectors([queries[q] for q in ids])
+    own = clustering.assign(qv)
+    query_cluster = {q: int(c) for q, c in zip(ids, own)}
+    near = {q: [int(c) for c in clustering.nearest(v, config.cluster_near)] for q, v in zip(ids, qv)}
+    members = {c: np.flatnonzero(clustering.labels == c) for c in range(clustering.k)}
+    for q, v in zip(ids, qv):
+        if config.cluster_scope == "query":
+            targets = [query_cluster[q]]
+        elif config.cluster_scope == "positive":
+            targets = sorted({int(clustering.labels[i]) for i in positives[q]})
+        else:
+            targets = near[q]
+        for c in targets:
+            idx = members[c]
+            sims = docs[idx].astype(np.float32) @ v
+            must_include[q].update(int(i) for i in idx[np.lexsort((idx, -sims))[:config.depth]])
+    summary = clustering.summary()
+    logger.info("Clusters: %s", summary)
+    return _ClusterScope(clustering.labels, query_cluster, near, summary)
+
+
+def _pair_context(pool: CandidatePool, positive_pos: int | None, positive_idx: int, config: MiningConfig,
+                  ensemble: Ensemble, scope: _ClusterScope | None, query_id: str,
+                  flagged: np.ndarray | None) -> PairContext:
+    allowed, orderings = None, None
+    if ensemble.fusion == "union" and len(pool.member_scores) > 1:
+        ties = np.arange(len(pool.doc_idx))  # each member's own order; ties by fused rank
+        orderings = [np.lexsort((ties, -row)) for row in pool.member_scores]
+    if scope is not None:
+        labels = scope.labels[pool.doc_idx]
+        if config.cluster_scope == "query":
+            allowed = labels == scope.query_cluster[query_id]
+        elif config.cluster_scope == "positive":
+            allowed = labels == scope.labels[positive_idx]
+        else:
+            allowed = np.isin(labels, scope.near[query_id])
+            orderings = [np.flatnonzero(labels == c) for c in scope.near[query_id]]
+    rows, weights, positive_sim = None, None, None
+    if config.geometric:
+        rows, weights = ensemble.dense_rows()
+        if not rows:
+            raise ValueError(f"mining.geometric needs a dense member; ensemble {ensemble.name!r} has none")
+        positive_sim = ensemble.doc_similarity(positive_idx, pool.doc_idx)
+    return PairContext(allowed=allowed, orderings=orderings, flagged=flagged, dense_rows=rows,
+                       dense_weights=weights, positive_similarity=positive_sim)
+
+
 def mine(dataset: Dataset, pairs: list[tuple[str, str]], ensemble: Ensemble | None, config: MiningConfig,
          strategy: str, seed: int = 42, progress: bool = True) -> MiningResult:
-    """Mine negatives for each (query id, positive id). ``ensemble=None`` means random negatives only."""
+    """Mine negatives for each (query id, positive id). ``ensemble=None`` means random negatives only.
+
+    The ensemble's own fusion is used (callers build it with ``config.fusion`` when that overrides the run's).
+    """
     from tqdm.auto import tqdm
 
+    if ensemble is not None and config.fusion is not None and config.fusion != ensemble.fusion:
+        raise ValueError(f"mining.fusion is {config.fusion!r} but the ensemble fuses by {ensemble.fusion!r}: "
+                         f"build it with Ensemble(..., fusion={config.fusion!r})")
     corpus, queries = dataset.corpus, dataset.queries
     summary = MiningSummary(strategy=strategy, negatives_requested=config.num_negatives)
     n_random = (int(config.random_share * config.num_negatives + 0.5) if ensemble is not None
@@ -162,11 +340,48 @@ def mine(dataset: Dataset, pairs: list[tuple[str, str]], ensemble: Ensemble | No
     summary.removed["copy of a positive"] = sum(len(c) for c in copies.values())
 
     pools: dict[str, CandidatePool] = {}
+    scope: _ClusterScope | None = None
     if ensemble is not None and n_hard:
+        must_include = {q: set(positives[q]) for q in query_ids}
+        if config.cluster is not None:
+            scope = _cluster_scope(ensemble, config, {q: queries.text(q) for q in query_ids}, seed, must_include,
+                                   positives)
+            summary.clusters = scope.summary
         found = ensemble.candidates([queries.text(q) for q in query_ids], config.depth,
-                                    [sorted(positives[q]) for q in query_ids])
+                                    [sorted(must_include[q]) for q in query_ids])
         pools = dict(zip(query_ids, found, strict=True))
 
+    # Likely positives by the members' scores, per query over all its pairs: a document that looks like one of
+    # a query's positives must not be a negative for any of them.
+    likely: dict[tuple[str, int], dict] = {}
+    if config.likely_positive_ratio is not None:
+        for query_id, positive_id in pairs:
+            pool = pools.get(query_id)
+            where = np.flatnonzero(pool.doc_idx == corpus.index[positive_id]) if pool is not None else []
+            if not len(where):
+                continue
+            pos = int(where[0])
+            mask = likely_positive_mask(pool.member_scores.astype(np.float64),
+                                        pool.member_scores[:, pos].astype(np.float64), config.likely_positive_ratio)
+            excluded = positives[query_id] | copies[query_id]
+            for p in np.flatnonzero(mask):
+                doc = int(pool.doc_idx[p])
+                if doc not in excluded and (query_id, doc) not in likely:
+                    likely[(query_id, doc)] = {"query_id": query_id, "doc_id": corpus.ids[doc],
+                                               "positive_id": positive_id, "source": "ensemble",
+                                               "score": float(pool.fused[p]), "positive_score": float(pool.fused[pos])}
+    flagged_docs: dict[str, set[int]] = {}
+    for query_id, doc in likely:
+        flagged_docs.setdefault(query_id, set()).add(doc)
+
+    reranker = None
+    if config.denoise_model is not None and pools:
+        from .train import load_cross_encoder
+
+        reranker = load_cross_encoder(config.denoise_model, config.denoise_max_length)
+
+    overlaps: dict[str, list[float]] = {}
+    names = ensemble.member_names if ensemble is not None and pools else []
     out: list[MinedPair] = []
     for query_id, positive_id in tqdm(pairs, desc=f"mine {strategy}", disable=not progress, unit="pair"):
         rng = pair_rng(seed, query_id, positive_id)
@@ -180,11 +395,22 @@ def mine(dataset: Dataset, pairs: list[tuple[str, str]], ensemble: Ensemble | No
             where = np.flatnonzero(pool.doc_idx == positive_idx)
             positive_pos = int(where[0]) if len(where) else None
             positive_score = float(pool.fused[positive_pos]) if positive_pos is not None else None
-            chosen = select_hard(pool, positive_pos, excluded, config, n_hard, rng, summary.removed)
+            flagged = (np.isin(pool.doc_idx, list(flagged_docs[query_id])) if query_id in flagged_docs else None)
+            ctx = _pair_context(pool, positive_pos, positive_idx, config, ensemble, scope, query_id, flagged)
+            if reranker is not None:
+                ctx = replace(ctx, veto=_denoiser(reranker, config.denoise_margin, queries.text(query_id),
+                                                  corpus.full_text(positive_idx), pool, corpus, query_id,
+                                                  positive_id, likely))
+            chosen = select_hard(pool, positive_pos, excluded, config, n_hard, rng, summary.removed, ctx)
             hard_idx = [int(pool.doc_idx[p]) for p in chosen]
             scores = [float(pool.fused[p]) for p in chosen]
+            if len(names) > 1:
+                for key, value in member_overlap(pool, excluded, n_hard, names).items():
+                    overlaps.setdefault(key, []).append(value)
+        summary.hard_short += int(len(hard_idx) < n_hard)
         wanted_random = n_random + (n_hard - len(hard_idx) if config.fill_shortfall == "random" else 0)
-        random_idx = sample_random(len(corpus), wanted_random, excluded | set(hard_idx), rng)
+        avoid = excluded | set(hard_idx) | flagged_docs.get(query_id, set())
+        random_idx = sample_random(len(corpus), wanted_random, avoid, rng)
         summary.random_fill += max(0, len(random_idx) - n_random)
         neg_idx = hard_idx + random_idx
         if len(neg_idx) < config.num_negatives:
@@ -198,10 +424,67 @@ def mine(dataset: Dataset, pairs: list[tuple[str, str]], ensemble: Ensemble | No
             negative_ids=[corpus.ids[i] for i in neg_idx], negatives=[corpus.full_text(i) for i in neg_idx],
             negative_sources=["hard"] * len(hard_idx) + ["random"] * len(random_idx),
             negative_scores=scores + [None] * len(random_idx), positive_score=positive_score))
+    summary.member_overlap = {k: round(float(np.mean(v)), 4) for k, v in overlaps.items()}
+    records = sorted(likely.values(), key=lambda r: (r["query_id"], r["doc_id"]))
+    summary.likely_positives = len(records)
+    if config.add_likely_positives:
+        extra = _likely_pairs(out, records, dataset)
+        summary.added_positives = len(extra)
+        out += extra
     summary.pairs = len(out)
     logger.info("Mined %s: %d pairs; removed %s; %d random fill; %d short", strategy, len(out),
                 dict(summary.removed), summary.random_fill, len(summary.short_pairs))
-    return MiningResult(out, summary)
+    return MiningResult(out, summary, records)
+
+
+def _denoiser(model, margin: float, query: str, positive: str, pool: CandidatePool, corpus, query_id: str,
+              positive_id: str, likely: dict) -> Callable[[list[int]], np.ndarray]:
+    """A veto for :func:`select_hard`: the cross-encoder scores the picks (and once, the positive); a pick at or
+    above the positive's score minus ``margin`` is dropped and recorded as a likely positive."""
+    cached: list[float] = []
+
+    def veto(positions: list[int]) -> np.ndarray:
+        texts = [corpus.full_text(int(pool.doc_idx[p])) for p in positions]
+        head = [] if cached else [positive]
+        scores = np.asarray(model.predict([(query, t) for t in head + texts], show_progress_bar=False),
+                            dtype=np.float64).reshape(-1)
+        if not cached:
+            cached.append(float(scores[0]))
+            scores = scores[1:]
+        drop = scores >= cached[0] - margin
+        for p, score in zip(np.asarray(positions)[drop], scores[drop]):
+            doc = int(pool.doc_idx[p])
+            likely.setdefault((query_id, doc), {
+                "query_id": query_id, "doc_id": corpus.ids[doc], "positive_id": positive_id,
+                "source": "cross-encoder", "score": float(score), "positive_score": cached[0]})
+        return drop
+
+    return veto
+
+
+def _likely_pairs(pairs: list[MinedPair], records: list[dict], dataset: Dataset) -> list[MinedPair]:
+    """Extra training pairs: each likely positive with the negatives of the pair that found it."""
+    corpus = dataset.corpus
+    by_pair = {(p.query_id, p.positive_id): p for p in pairs}
+    likely_docs: dict[str, set[str]] = {}
+    for r in records:
+        likely_docs.setdefault(r["query_id"], set()).add(r["doc_id"])
+    extra = []
+    for r in records:
+        source = by_pair.get((r["query_id"], r["positive_id"]))
+        if source is None:
+            continue
+        keep = [i for i, d in enumerate(source.negative_ids) if d not in likely_docs[r["query_id"]]]
+        if not keep:
+            continue
+        extra.append(MinedPair(
+            query_id=r["query_id"], query=source.query, positive_id=r["doc_id"],
+            positive=corpus.full_text(corpus.index[r["doc_id"]]),
+            negative_ids=[source.negative_ids[i] for i in keep], negatives=[source.negatives[i] for i in keep],
+            negative_sources=[source.negative_sources[i] for i in keep],
+            negative_scores=[source.negative_scores[i] for i in keep],
+            positive_score=r["score"] if r["source"] == "ensemble" else None))  # a CE logit is another scale
+    return extra
 
 
 OutputFormat = Literal["n-tuple", "triplet", "labeled-pair"]

@@ -14,12 +14,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .config import RunConfig, StrategyConfig, fingerprint, slug
 from .chunk import (ChunkedDataset, chunk_for_run, chunk_pairs, document_scores, documents_run, load_tokenizer,
                     top_documents)
+from .config import MiningConfig, RunConfig, StrategyConfig, fingerprint, slug
 from .data import Dataset, load_beir, resolve_dataset
-from .evaluate import (Row, RunDict, ScoreStore, evaluate_run, first_stage_run, rerank_run, score_pairs,
-                       tune_alpha, write_trec, ranked)
+from .diagnostics import write_diagnostics
+from .evaluate import (
+    Row,
+    RunDict,
+    ScoreStore,
+    analyse,
+    evaluate_run,
+    first_stage_run,
+    ranked,
+    rerank_run,
+    score_pairs,
+    tune_alpha,
+    write_trec,
+)
 from .io import atomic_write, read_json, read_jsonl, write_json, write_jsonl
 from .knn import SearchOptions
 from .lengths import (LengthSplit, document_tokens, length_table, metrics_by_length, resolve_max_length,
@@ -27,7 +39,7 @@ from .lengths import (LengthSplit, document_tokens, length_table, metrics_by_len
 from .mine import MinedPair, mine, training_pairs
 from .report import results_markdown
 from .retrieve import Ensemble, Retriever, make_retriever
-from .train import load_cross_encoder, train_reranker, training_info
+from .train import dev_samples, load_cross_encoder, train_reranker, training_info
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +102,11 @@ class Retrievers:
             self._built[name] = retriever
         return self._built[name]
 
-    def ensemble(self, names: list[str]) -> Ensemble:
+    def ensemble(self, names: list[str], fusion: str | None = None, kept_variance: float | None = None) -> Ensemble:
         """Members are indexed lazily: building the object is cheap, the first search pays for the index."""
         weights = self.config.weights if names == self.config.ensemble else None
-        return Ensemble([_Lazy(self, n) for n in names], fusion=self.config.fusion, weights=weights)
+        return Ensemble([_Lazy(self, n) for n in names], fusion=fusion or self.config.fusion, weights=weights,
+                        kept_variance=kept_variance or self.config.mining.kept_variance, seed=self.config.seed)
 
     def first_stage(self, name: str) -> Ensemble:
         return self.ensemble(self.config.ensemble if name == "ensemble" else [name])
@@ -118,18 +131,32 @@ class _Lazy(Retriever):
     def search(self, queries, k):
         return self.pool.get(self.name).search(queries, k)
 
+    def document_vectors(self):
+        return self.pool.get(self.name).document_vectors()
+
+    def query_vectors(self, queries):
+        return self.pool.get(self.name).query_vectors(queries)
+
 
 def mine_strategy(dataset: Dataset, strategy: StrategyConfig, config: RunConfig, retrievers: Retrievers,
-                  pairs: list[tuple[str, str]], folder: Path) -> tuple[list[MinedPair], dict]:
-    """Mine (or reuse) one strategy's negatives; returns the pairs and what mining.json records."""
-    mining = config.mining_for(strategy)
+                  pairs: list[tuple[str, str]], folder: Path,
+                  mining: MiningConfig | None = None) -> tuple[list[MinedPair], dict]:
+    """Mine (or reuse) one strategy's negatives; returns the pairs and what mining.json records.
+
+    ``mining`` replaces the strategy's settings (the second round passes its denoising re-ranker this way).
+    """
+    mining = mining or config.mining_for(strategy)
     members = config.members_for(strategy)
-    ensemble = retrievers.ensemble(members) if strategy.kind != "random" else None
+    fusion = mining.fusion or config.fusion
+    ensemble = (retrievers.ensemble(members, fusion, mining.kept_variance) if strategy.kind != "random" else None)
     # Only what changes the output: the data, the rules, and for an ensemble its members, fusion and weights.
     how = (None if ensemble is None else
-           [members, config.embed_max_seq_length] + ([config.fusion, ensemble.weights.tolist()]
-                                                     if len(members) > 1 else []) + _search_stamp(config))
-    stamp = fingerprint(dataset.signature, strategy.kind, mining, how, config.seed, pairs, __version__)
+           [members, config.embed_max_seq_length] + ([fusion, ensemble.weights.tolist()]
+                                                     if len(members) > 1 else [])
+           + (["concat-pca"] if len(members) == 1 and fusion == "concat-pca" else []) + _search_stamp(config))
+    if mining.denoise_model is not None:  # the re-ranker's training, not just its folder, decides the output
+        how = [how, training_info(mining.denoise_model).get("fingerprint") or mining.denoise_model]
+    stamp = fingerprint(dataset.signature, strategy.kind, mining.stamp(), how, config.seed, pairs, __version__)
     summary_path, negatives_path = folder / "mining.json", folder / "negatives.jsonl"
     if summary_path.is_file() and negatives_path.is_file():
         saved = read_json(summary_path)
@@ -141,8 +168,14 @@ def mine_strategy(dataset: Dataset, strategy: StrategyConfig, config: RunConfig,
     seconds = time.perf_counter() - started
     summary_path.unlink(missing_ok=True)  # the summary's fingerprint vouches for the negatives: never leave a stale one
     write_jsonl(negatives_path, (p.as_dict() for p in result.pairs))
+    write_jsonl(folder / "likely_positives.jsonl", result.likely_positives)
     saved = {"fingerprint": stamp, "members": members, "mining": mining.model_dump(), "seconds": round(seconds, 1),
              "summary": result.summary.as_dict()}
+    try:
+        saved["diagnostics"] = write_diagnostics(result, folder, plots=True)
+    except ImportError as exc:  # plots are an optional extra: keep the numbers
+        logger.warning("%s; writing diagnostics without plots", exc)
+        saved["diagnostics"] = write_diagnostics(result, folder, plots=False)
     write_json(summary_path, saved)
     return result.pairs, saved
 
@@ -179,13 +212,34 @@ def run_pipeline(config: RunConfig) -> RunResult:
     # Mine and train, one strategy at a time.
     models: dict[str, Path] = {}
     mining_info: dict[str, dict] = {}
+    dev = None
+    if config.train.dev_eval and dev_ids:  # the same dev candidates for every strategy: a fair checkpoint pick
+        first = retrievers.first_stage(config.evaluate.first_stages[0])
+        dev = dev_samples(dataset, first_stage_run(dataset, dev_ids, first, config.train.dev_depth),
+                          dataset.qrels[config.train_split], config.train.dev_depth, config.train.dev_max_queries)
     for strategy in config.strategies:
         folder = out / "strategies" / slug(strategy.name)
         mined, saved = mine_strategy(dataset, strategy, config, retrievers, pairs, folder)
         mining_info[strategy.name] = saved
+        num_negatives = config.mining_for(strategy).num_negatives
+        card = {"dataset": dataset.name, "split": config.train_split, "strategy": strategy.name,
+                "members": saved["members"], "mining": saved["mining"]}
         models[strategy.name] = train_reranker(
-            mined, folder, config.train, config.mining_for(strategy).num_negatives, seed=config.seed,
-            progress=config.progress, fingerprint=fingerprint(saved["fingerprint"], config.train, config.seed))
+            mined, folder, config.train, num_negatives, seed=config.seed, progress=config.progress,
+            fingerprint=fingerprint(saved["fingerprint"], config.train, config.seed), dev=dev, card=card,
+            extra_pairs=augmented(dataset, config, retrievers, strategy, num_negatives))
+        if config.rounds == 2 and strategy.kind != "random":
+            # Second round: the re-ranker just trained denoises a fresh mining, and a new one is trained on it.
+            again = config.mining_for(strategy).model_copy(update={
+                "denoise_model": str(models[strategy.name]), "denoise_max_length": config.train.max_length})
+            folder2 = folder / "round2"
+            mined, saved = mine_strategy(dataset, strategy, config, retrievers, pairs, folder2, again)
+            mining_info[strategy.name] = {**saved, "round1": mining_info[strategy.name]}
+            card = {**card, "mining": saved["mining"], "round": 2}
+            models[strategy.name] = train_reranker(
+                mined, folder2, config.train, again.num_negatives, seed=config.seed, progress=config.progress,
+                fingerprint=fingerprint(saved["fingerprint"], config.train, config.seed), dev=dev, card=card,
+                extra_pairs=augmented(dataset, config, retrievers, strategy, again.num_negatives))
 
     length_split = split_by_length(
         documents.qrels[config.evaluate.split],
@@ -205,6 +259,19 @@ def run_pipeline(config: RunConfig) -> RunResult:
     with atomic_write(out / "results.md") as handle:
         handle.write(markdown)
     return RunResult(out, rows, mining_info, markdown)
+
+
+def augmented(dataset: Dataset, config: RunConfig, retrievers: Retrievers, strategy: StrategyConfig,
+              num_negatives: int) -> list[MinedPair]:
+    """Corpus-made pairs (train.augment_*), negatives from the strategy's own ensemble (random for random)."""
+    from .augment import augment_pairs
+
+    t = config.train
+    if not (t.augment_title_pairs or t.augment_sentence_pairs):
+        return []
+    ensemble = retrievers.ensemble(config.members_for(strategy)) if strategy.kind != "random" else None
+    return [p for kind, n in (("title", t.augment_title_pairs), ("sentence", t.augment_sentence_pairs)) if n
+            for p in augment_pairs(dataset.corpus, kind, n, num_negatives, config.seed, ensemble)]
 
 
 def evaluate_all(dataset: Dataset, config: RunConfig, retrievers: Retrievers, models: dict[str, Path],
@@ -251,7 +318,9 @@ def evaluate_all(dataset: Dataset, config: RunConfig, retrievers: Retrievers, mo
     rows = [Row(name, "none", "first stage", **measure(runs["test"])) for name, runs in first_stages.items()]
     reranked_stages = {k: v for k, v in first_stages.items() if ev.rerank is None or k in ev.rerank}
     rerankers = {**({"base": config.train.base_model} if ev.include_base else {}),
-                 **{k: str(v) for k, v in models.items()}}
+                 **{k: str(v) for k, v in models.items()}, **{path: path for path in ev.extra_rerankers}}
+    systems: dict[str, dict[str, RunDict]] = {name: {"first stage": runs["test"]}
+                                              for name, runs in first_stages.items()}
     for system, model_path in rerankers.items():
         from transformers import set_seed
 
@@ -274,11 +343,21 @@ def evaluate_all(dataset: Dataset, config: RunConfig, retrievers: Retrievers, mo
             reranked = rerank_run(runs["test"], test_scores, ev.rerank_depth)
             write_trec(out / "runs" / f"{slug(name)}.{slug(system)}.{ev.split}.trec", reranked, slug(system))
             rows.append(Row(name, system, "rerank", **measure(reranked)))
+            systems[name][system] = reranked
             if tune:
                 dev_scores = doc_scores(store["dev"], {name: runs["dev"]})
                 alpha, _ = tune_alpha(dev_qrels, runs["dev"], dev_scores, ev.rerank_depth)
                 mixed = rerank_run(runs["test"], test_scores, ev.rerank_depth, alpha)
+                write_trec(out / "runs" / f"{slug(name)}.{slug(system)}+interpolated.{ev.split}.trec", mixed,
+                           f"{slug(system)}+interpolated")
                 rows.append(Row(name, system, "interpolated", alpha=alpha, **measure(mixed)))
+                systems[name][f"{system} + first stage"] = mixed
         logger.info("Evaluated re-ranker %s", system)
+    # Significance and intervals: systems that rank the same first stage's candidates are compared pairwise.
+    write_json(out / "analysis.json", {
+        "split": ev.split, "queries": len(test_qrels), "qrels": test_qrels,
+        "query_text": {q: documents.queries.text(q) for q in test_qrels},
+        "first_stages": {name: analyse(test_qrels, found, ev.metrics, ev.significance, ev.correction,
+                                       ev.bootstrap, config.seed) for name, found in systems.items()}})
     return rows
 

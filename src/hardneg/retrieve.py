@@ -3,7 +3,9 @@
 Every member answers two questions about a corpus it has indexed: the top-k documents for each query, and its
 score for given (query, document) pairs. The ensemble takes the union of its members' top-k, asks every member
 to score that pool (and any documents the caller must see, such as the labelled positives), normalises each
-member's scores per query and averages them.
+member's scores per query and averages them. Two fusions change what is fused: ``concat-pca`` concatenates the
+dense members' unit vectors and reduces them by PCA to one representation (sparse members are then z-score fused
+with it), and ``union`` keeps z-score ranking but lets mining take each member's own top picks in turn.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from .knn import search as knn_search
 
 logger = logging.getLogger(__name__)
 
-Fusion = Literal["zscore", "minmax", "rrf", "mean"]
+Fusion = Literal["zscore", "minmax", "rrf", "mean", "concat-pca", "union"]
+FUSIONS = ("zscore", "minmax", "rrf", "mean", "concat-pca", "union")
 
 
 def top_k(scores: np.ndarray, k: int, tie_rank: np.ndarray) -> np.ndarray:
@@ -58,6 +61,15 @@ class Retriever(ABC):
     @abstractmethod
     def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k corpus positions and their scores per query, best first, ties broken by document id."""
+
+    def document_vectors(self) -> np.ndarray | None:
+        """The indexed documents' unit vectors (row i = corpus position i), or None for a model without any."""
+        return getattr(self, "doc_vectors", None)
+
+    def query_vectors(self, queries: list[str]) -> np.ndarray | None:
+        """Unit query vectors in the documents' space, or None for a model without any (BM25)."""
+        encode = getattr(self, "_queries", None)
+        return None if encode is None else np.asarray(encode(queries), dtype=np.float32)
 
 
 def _id_rank(doc_ids: list[str]) -> np.ndarray:
@@ -192,8 +204,12 @@ class CandidatePool:
 
 
 def normalise(scores: np.ndarray, method: Fusion, rrf_k: int = 60) -> np.ndarray:
-    """Per-query normalisation of one member's scores over a candidate pool."""
-    if method == "zscore":
+    """Per-query normalisation of one member's scores over a candidate pool.
+
+    ``concat-pca`` and ``union`` rank a pool by z-scores (their difference lies in what is fused and how mining
+    picks, see :class:`Ensemble`).
+    """
+    if method in ("zscore", "concat-pca", "union"):
         std = scores.std()
         return (scores - scores.mean()) / std if std > 0 else np.zeros_like(scores)
     if method == "minmax":
@@ -205,13 +221,93 @@ def normalise(scores: np.ndarray, method: Fusion, rrf_k: int = 60) -> np.ndarray
         return 1.0 / (rrf_k + ranks)
     if method == "mean":
         return scores
-    raise ValueError(f"Unknown fusion {method!r}: choose zscore, minmax, rrf or mean.")
+    raise ValueError(f"Unknown fusion {method!r}: choose one of {', '.join(FUSIONS)}.")
+
+
+class ConcatPCA(Retriever):
+    """Dense members' unit vectors concatenated (each scaled by the square root of its weight) and reduced by
+    PCA to the components that keep ``kept_variance`` of the variance, then re-normalised: one dense space.
+
+    Without the PCA step, the cosine in this space is the weighted mean of the members' cosines; PCA drops the
+    directions the members share little variance on. PCA is fitted on a seeded sample of at most ``fit_sample``
+    documents and the corpus is projected in blocks, so the full concatenation is never held in memory.
+    """
+
+    def __init__(self, members: list[Retriever], weights: list[float] | None = None, kept_variance: float = 0.95,
+                 seed: int = 0, fit_sample: int = 50_000, block_size: int = 65_536):
+        if not members:
+            raise ValueError("concat-pca needs at least one dense member.")
+        if not 0 < kept_variance <= 1:
+            raise ValueError(f"kept_variance must be in (0, 1], got {kept_variance}")
+        self.members = members
+        self.scale = np.sqrt(np.asarray(weights if weights is not None else [1.0] * len(members), dtype=np.float64))
+        self.kept_variance, self.seed = kept_variance, seed
+        self.fit_sample, self.block_size = fit_sample, block_size
+        self.name = "concat-pca(" + "+".join(m.name for m in members) + ")"
+        self.doc_vectors: np.ndarray | None = None
+
+    @property
+    def tie_rank(self) -> np.ndarray:
+        return self.members[0].tie_rank
+
+    def _concat(self, parts: list[np.ndarray]) -> np.ndarray:
+        return np.hstack([np.asarray(p, dtype=np.float32) * s for p, s in zip(parts, self.scale)])
+
+    def index(self, documents: list[str] | None = None, doc_ids: list[str] | None = None) -> None:
+        """Fit the PCA on the members' (already indexed) document vectors and project the corpus."""
+        from sklearn.decomposition import PCA
+
+        vectors = [m.document_vectors() for m in self.members]
+        missing = [m.name for m, v in zip(self.members, vectors) if v is None]
+        if missing:
+            raise ValueError(f"concat-pca: {missing} have no document vectors (only dense models can be concatenated)")
+        n = len(vectors[0])
+        rng = np.random.default_rng(self.seed)
+        sample = np.sort(rng.choice(n, size=self.fit_sample, replace=False)) if n > self.fit_sample else np.arange(n)
+        fit = self._concat([v[sample] for v in vectors])
+        components = self.kept_variance if self.kept_variance < 1 else None
+        self.pca = PCA(n_components=components, svd_solver="full", random_state=self.seed).fit(fit)
+        blocks = [self.pca.transform(self._concat([v[s:s + self.block_size] for v in vectors]))
+                  for s in range(0, n, self.block_size)]
+        self.doc_vectors = _unit(np.concatenate(blocks))
+        logger.info("concat-pca: %d dims -> %d components keep %.1f%% of the variance", fit.shape[1],
+                    self.pca.n_components_, 100 * float(self.pca.explained_variance_ratio_.sum()))
+
+    def query_vectors(self, queries: list[str]) -> np.ndarray:
+        if self.doc_vectors is None:
+            self.index()
+        return _unit(self.pca.transform(self._concat([m.query_vectors(queries) for m in self.members])))
+
+    def document_vectors(self) -> np.ndarray:
+        if self.doc_vectors is None:
+            self.index()
+        return self.doc_vectors
+
+    def query_scores(self, queries: list[str], doc_idx: list[np.ndarray]) -> list[np.ndarray]:
+        q = self.query_vectors(queries)
+        return [self.doc_vectors[idx] @ q[i] for i, idx in enumerate(doc_idx)]
+
+    def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = self.query_vectors(queries)
+        ids, scores = [], []
+        for start in range(0, len(queries), 1024):
+            block = q[start:start + 1024] @ self.doc_vectors.T
+            idx = top_k(block, k, self.tie_rank)
+            ids.append(idx)
+            scores.append(np.take_along_axis(block, idx, axis=1))
+        return np.concatenate(ids), np.concatenate(scores)
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 class Ensemble:
     """Several retrievers fused into one ranking (a one-member ensemble is just that model)."""
 
-    def __init__(self, members: list[Retriever], fusion: Fusion = "zscore", weights: list[float] | None = None):
+    def __init__(self, members: list[Retriever], fusion: Fusion = "zscore", weights: list[float] | None = None,
+                 kept_variance: float = 0.95, seed: int = 0):
         if not members:
             raise ValueError("An ensemble needs at least one member.")
         if weights is not None and len(weights) != len(members):
@@ -222,7 +318,56 @@ class Ensemble:
         self.members = members
         self.fusion = fusion
         self.weights = np.asarray(weights if weights is not None else [1.0] * len(members), dtype=np.float64)
+        self.kept_variance, self.seed = kept_variance, seed
         self.name = "+".join(m.name for m in members)
+        self._space: ConcatPCA | None = None
+        self._scoring: tuple[list[Retriever], np.ndarray] | None = None
+
+    def space(self) -> ConcatPCA:
+        """The dense members concatenated and PCA-reduced: the fused representation (built once, on first use)."""
+        if self._space is None:
+            dense = [(m, w) for m, w in zip(self.members, self.weights) if m.document_vectors() is not None]
+            if not dense:
+                raise ValueError(f"ensemble {self.name!r} has no dense member: concat-pca fusion and clustering need "
+                                 "embeddings (add a dense model such as minilm)")
+            self._space = ConcatPCA([m for m, _ in dense], [float(w) for _, w in dense], self.kept_variance,
+                                    self.seed)
+            self._space.index()
+        return self._space
+
+    def scoring_members(self) -> tuple[list[Retriever], np.ndarray]:
+        """The retrievers whose scores are fused and their weights: the members themselves, or for concat-pca
+        the one PCA space standing for all dense members (weight = their sum), followed by the sparse ones."""
+        if self.fusion != "concat-pca":
+            return self.members, self.weights
+        if self._scoring is None:
+            space = self.space()
+            dense = {id(m) for m in space.members}
+            rest = [(m, w) for m, w in zip(self.members, self.weights) if id(m) not in dense]
+            weight = float(sum(w for m, w in zip(self.members, self.weights) if id(m) in dense))
+            self._scoring = ([space] + [m for m, _ in rest], np.asarray([weight] + [w for _, w in rest]))
+        return self._scoring
+
+    @property
+    def member_names(self) -> list[str]:
+        """Names of the rows of each :class:`CandidatePool`'s ``member_scores``."""
+        return [m.name for m in self.scoring_members()[0]]
+
+    def dense_rows(self) -> tuple[list[int], np.ndarray]:
+        """Which rows of ``member_scores`` are cosine similarities of unit vectors, and their weights."""
+        members, weights = self.scoring_members()
+        rows = [i for i, m in enumerate(members) if m.document_vectors() is not None]
+        return rows, weights[rows]
+
+    def doc_similarity(self, doc: int, others: np.ndarray) -> np.ndarray | None:
+        """Weighted mean over the dense scoring members of cos(doc, other); None if no member is dense."""
+        members = self.scoring_members()[0]
+        rows, w = self.dense_rows()
+        if not rows:
+            return None
+        sims = [members[r].document_vectors()[others].astype(np.float32) @
+                members[r].document_vectors()[doc].astype(np.float32) for r in rows]
+        return (np.stack(sims) * w[:, None]).sum(axis=0) / w.sum()
 
     def index(self, documents: list[str], doc_ids: list[str]) -> None:
         for member in self.members:
@@ -235,8 +380,10 @@ class Ensemble:
         return self.members[0].tie_rank
 
     def fuse(self, member_scores: np.ndarray) -> np.ndarray:
+        """Weighted mean of each scoring member's normalised scores (rows as in :meth:`scoring_members`)."""
+        weights = self.scoring_members()[1]
         normalised = np.stack([normalise(row.astype(np.float64), self.fusion) for row in member_scores])
-        return (self.weights[:, None] * normalised).sum(axis=0) / self.weights.sum()
+        return (weights[:, None] * normalised).sum(axis=0) / weights.sum()
 
     def candidates(self, queries: list[str], depth: int,
                    must_include: list[list[int]] | None = None) -> list[CandidatePool]:
@@ -244,14 +391,15 @@ class Ensemble:
         if must_include is not None and len(must_include) != len(queries):
             raise ValueError(f"must_include has {len(must_include)} entries for {len(queries)} queries")
         pools: list[set[int]] = [set(extra) for extra in must_include] if must_include else [set() for _ in queries]
-        for member in self.members:
+        members = self.scoring_members()[0]
+        for member in members:
             idx, _ = member.search(queries, depth)
             for pool, row in zip(pools, idx, strict=True):
                 pool.update(int(i) for i in row)
         # Pools in id order, so any order-dependent step (RRF ranks under ties) breaks ties by id.
         tie = self.tie_rank
         doc_idx = [np.fromiter(sorted(pool, key=lambda i: tie[i]), dtype=np.int64, count=len(pool)) for pool in pools]
-        per_member = [member.query_scores(queries, doc_idx) for member in self.members]
+        per_member = [member.query_scores(queries, doc_idx) for member in members]
         out = []
         for qi, idx in enumerate(doc_idx):
             raw = np.stack([scores[qi] for scores in per_member]).astype(np.float32)

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_bert, tmp_path_factory):
+    """A saved one-label cross-encoder folder, as `hardneg run` leaves one."""
+    from sentence_transformers import CrossEncoder
+
+    folder = tmp_path_factory.mktemp("ce")
+    CrossEncoder(tiny_bert, num_labels=1, max_length=32).save_pretrained(str(folder))
+    return str(folder)
+
+
+def test_rerank_sorts_by_score_then_index(model_dir):
+    from sentence_transformers import CrossEncoder
+
+    from hardneg.rerank import rerank
+
+    model = CrossEncoder(model_dir)  # loads in plain sentence-transformers
+    texts = ["solar panels make electricity", "coffee beans", "solar panels make electricity", "tea"]
+    ranked = rerank(model, "solar power", texts)
+    assert sorted(i for i, _ in ranked) == [0, 1, 2, 3]
+    scores = [s for _, s in ranked]
+    assert scores == sorted(scores, reverse=True)
+    # identical texts score the same: the lower index comes first
+    assert [i for i, _ in ranked if i in (0, 2)] == [0, 2]
+    direct = model.predict([("solar power", t) for t in texts])
+    assert dict(ranked)[3] == pytest.approx(float(direct[3]), abs=1e-6)
+    assert rerank(model_dir, "solar power", texts, top_k=2) == ranked[:2]
+    assert rerank(model, "q", []) == []
+
+
+def test_cli_rerank_plain_and_jsonl(model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from hardneg.cli import app
+
+    plain = tmp_path / "docs.txt"
+    plain.write_text("solar panels\n\ncoffee beans\nwind turbines\n")
+    result = CliRunner().invoke(app, ["rerank", "--model", model_dir, "--query", "solar", "--docs", str(plain),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [r["rank"] for r in rows] == [1, 2, 3] and {r["text"] for r in rows} == {
+        "solar panels", "coffee beans", "wind turbines"}
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_text(json.dumps({"title": "Solar", "text": "panels"}) + "\n" + json.dumps({"text": "tea"}) + "\n")
+    result = CliRunner().invoke(app, ["rerank", "-m", model_dir, "-q", "solar", "--docs", str(jsonl), "-k", "1"])
+    assert result.exit_code == 0 and len([ln for ln in result.stdout.splitlines() if "  [" in ln]) == 1
+    jsonl.write_text(json.dumps({"text": "ok"}) + "\n" + json.dumps({"body": "no text"}) + "\n")
+    bad = CliRunner().invoke(app, ["rerank", "-m", model_dir, "-q", "solar", "--docs", str(jsonl)])
+    assert bad.exit_code == 2 and "docs.jsonl:2" in bad.output
