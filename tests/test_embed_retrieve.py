@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from hardneg.embed import HashEmbedder, get_embedder
-from hardneg.retrieve import BM25Retriever, DenseRetriever, Ensemble, Retriever, normalise, top_k
+from hardneg.retrieve import (
+    BM25Retriever,
+    DenseRetriever,
+    Ensemble,
+    Retriever,
+    normalise,
+    top_k,
+)
 
 
 class CountingEmbedder(HashEmbedder):

@@ -25,7 +25,7 @@ def test_metrics_by_hand():
 def test_rerank_keeps_tail_and_interpolates():
     first = {"q": {"a": 4.0, "b": 3.0, "c": 2.0, "d": 1.0}}
     ce = {"q": {"a": 0.0, "b": 1.0, "c": 9.0}}
-    order = lambda run: sorted(run["q"], key=lambda d: -run["q"][d])  # noqa: E731
+    order = lambda run: sorted(run["q"], key=lambda d: -run["q"][d])
     assert order(rerank_run(first, ce, 3)) == ["c", "b", "a", "d"]
     assert order(rerank_run(first, ce, 3, alpha=0.0)) == ["a", "b", "c", "d"]  # pure first stage
     alpha, curve = tune_alpha({"q": {"c": 1}}, first, ce, 3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 import yaml
@@ -13,7 +13,7 @@ import yaml
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Mine hard negatives with an embedding ensemble and train cross-encoder re-rankers.")
 
-DataDir = Annotated[Optional[str], typer.Option("--data-dir", envvar="HARDNEG_DATA",
+DataDir = Annotated[str | None, typer.Option("--data-dir", envvar="HARDNEG_DATA",
                                                 help="Folder holding BEIR datasets (env HARDNEG_DATA).")]
 Quiet = Annotated[bool, typer.Option("--no-progress", help="Hide progress bars.")]
 Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")]
@@ -43,7 +43,7 @@ def _parse_sets(values: list[str]) -> dict:
 
 @app.command()
 def run(config: Annotated[Path, typer.Argument(help="Run config (YAML).")],
-        output: Annotated[Optional[str], typer.Option("--output", "-o", help="Run folder (overrides config).")] = None,
+        output: Annotated[str | None, typer.Option("--output", "-o", help="Run folder (overrides config).")] = None,
         data_dir: DataDir = None,
         set_: Annotated[list[str], typer.Option("--set", help="Override a setting: --set train.epochs=2")] = [],
         no_progress: Quiet = False, verbose: Verbose = 0) -> None:
@@ -81,7 +81,7 @@ def mine_command(
         split: Annotated[str, typer.Option(help="qrels split whose pairs get negatives.")] = "train",
         num_negatives: Annotated[int, typer.Option("--num-negatives", "-n")] = 4,
         positive_ratio: Annotated[float, typer.Option(help="Positive-aware filter fraction; 0 disables.")] = 0.95,
-        range_min: int = 0, range_max: Annotated[Optional[int], typer.Option()] = None,
+        range_min: int = 0, range_max: Annotated[int | None, typer.Option()] = None,
         sampling: Annotated[str, typer.Option(help="top or random")] = "top",
         random_share: Annotated[float, typer.Option(help="Share of negatives drawn at random.")] = 0.0,
         fusion: Annotated[str, typer.Option(help="zscore, minmax, rrf, mean, concat-pca or union")] = "zscore",
@@ -89,7 +89,7 @@ def mine_command(
             "--mining", help="Any other mining setting as KEY=VALUE (repeatable), e.g. --mining cluster=kmeans "
             "--mining absolute_margin=0.5; see MiningConfig.")] = None,
         cache_dir: Annotated[Path, typer.Option(help="Embedding cache folder.")] = Path(".cache/embeddings"),
-        hf_dataset: Annotated[Optional[Path], typer.Option(help="Also save a Hugging Face dataset folder here.")] = None,
+        hf_dataset: Annotated[Path | None, typer.Option(help="Also save a Hugging Face dataset folder here.")] = None,
         hf_format: Annotated[str, typer.Option(help="n-tuple, triplet or labeled-pair (for --hf-dataset).")] = "n-tuple",
         seed: int = 42, data_dir: DataDir = None, no_progress: Quiet = False, verbose: Verbose = 0) -> None:
     """Mine negatives for a dataset's (query, positive) pairs and write them as JSONL (+ a summary JSON).
@@ -148,11 +148,11 @@ def ingest_command(
         sources: Annotated[list[Path], typer.Argument(help="Folders (recursive), documents, or tables "
                                                       "(.jsonl/.csv/.parquet) of documents.")] = [],
         output: Annotated[Path, typer.Option("--output", "-o", help="Dataset folder to write (BEIR layout).")] = ...,
-        urls: Annotated[Optional[Path], typer.Option(help="File of URLs to fetch, one per line.")] = None,
+        urls: Annotated[Path | None, typer.Option(help="File of URLs to fetch, one per line.")] = None,
         pairs: Annotated[list[Path], typer.Option("--pairs", help="CSV/JSONL of (query, positive) rows; the "
                                                   "positive is a document id, path or URL. Repeatable.")] = [],
-        qrels: Annotated[Optional[Path], typer.Option(help="BEIR or TREC qrels naming document ids.")] = None,
-        queries: Annotated[Optional[Path], typer.Option(help="Query texts for --qrels (queries.jsonl or TSV).")] = None,
+        qrels: Annotated[Path | None, typer.Option(help="BEIR or TREC qrels naming document ids.")] = None,
+        queries: Annotated[Path | None, typer.Option(help="Query texts for --qrels (queries.jsonl or TSV).")] = None,
         text_field: Annotated[str, typer.Option(help="Tabular: column with the document text.")] = "text",
         title_field: Annotated[str, typer.Option(help="Tabular: column with the title.")] = "title",
         id_field: Annotated[str, typer.Option(help="Tabular: column with the document id.")] = "id",

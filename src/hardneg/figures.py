@@ -60,24 +60,7 @@ def score_distributions(path: Path, negatives: dict[str, list[dict]]) -> Path | 
             panels[name] = (pos, neg)
     if not panels:
         return None
-
-    def draw(plt):
-        cols = min(3, len(panels))
-        rows = math.ceil(len(panels) / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
-        for ax in axes.flat[len(panels):]:
-            ax.axis("off")
-        for ax, (name, (pos, neg)) in zip(axes.flat, panels.items()):
-            bins = np.linspace(min(min(pos), min(neg)), max(max(pos), max(neg)), 40)
-            ax.hist(neg, bins=bins, alpha=0.6, density=True, label="hard negatives", color="#c44e52")
-            ax.hist(pos, bins=bins, alpha=0.6, density=True, label="positives", color="#4c72b0")
-            ax.set_title(name, fontsize=10)
-            ax.set_xlabel("fused first-stage score", fontsize=8)
-        axes.flat[0].legend(fontsize=8)
-        fig.tight_layout()
-        return fig
-
-    return _figure(path, draw)
+    return _histograms(path, panels, ("hard negatives", "positives"), "fused first-stage score", bins=None)
 
 
 def reranker_distributions(path: Path, run_dir: Path, systems: list[str], qrels: dict, split: str) -> Path | None:
@@ -99,18 +82,26 @@ def reranker_distributions(path: Path, run_dir: Path, systems: list[str], qrels:
     if not panels:
         return None
 
+    return _histograms(path, {system_label(k): v for k, v in panels.items()}, ("other candidates", "positives"),
+                       "re-ranker score (sigmoid)", bins=np.linspace(0, 1, 41))
+
+
+def _histograms(path: Path, panels: dict[str, tuple[list[float], list[float]]], labels: tuple[str, str],
+                xlabel: str, bins: np.ndarray | None) -> Path:
+    """A grid of panels, each overlaying the positives' histogram on the negatives' (density, shared bins)."""
+
     def draw(plt):
         cols = min(3, len(panels))
         rows = math.ceil(len(panels) / cols)
         fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
         for ax in axes.flat[len(panels):]:
             ax.axis("off")
-        bins = np.linspace(0, 1, 41)
-        for ax, (name, (pos, other)) in zip(axes.flat, panels.items()):
-            ax.hist(other, bins=bins, alpha=0.6, density=True, label="other candidates", color="#c44e52")
-            ax.hist(pos, bins=bins, alpha=0.6, density=True, label="positives", color="#4c72b0")
-            ax.set_title(system_label(name), fontsize=10)
-            ax.set_xlabel("re-ranker score (sigmoid)", fontsize=8)
+        for ax, (name, (pos, neg)) in zip(axes.flat, panels.items()):
+            edges = bins if bins is not None else np.linspace(min(min(pos), min(neg)), max(max(pos), max(neg)), 40)
+            ax.hist(neg, bins=edges, alpha=0.6, density=True, label=labels[0], color="#c44e52")
+            ax.hist(pos, bins=edges, alpha=0.6, density=True, label=labels[1], color="#4c72b0")
+            ax.set_title(name, fontsize=10)
+            ax.set_xlabel(xlabel, fontsize=8)
         axes.flat[0].legend(fontsize=8)
         fig.tight_layout()
         return fig

@@ -14,8 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .chunk import (ChunkedDataset, chunk_for_run, chunk_pairs, document_scores, documents_run, load_tokenizer,
-                    top_documents)
+from .chunk import (
+    ChunkedDataset,
+    chunk_for_run,
+    chunk_pairs,
+    document_scores,
+    documents_run,
+    load_tokenizer,
+    top_documents,
+)
 from .config import MiningConfig, RunConfig, StrategyConfig, fingerprint, slug
 from .data import Dataset, load_beir, resolve_dataset
 from .diagnostics import write_diagnostics
@@ -34,8 +41,14 @@ from .evaluate import (
 )
 from .io import atomic_write, read_json, read_jsonl, write_json, write_jsonl
 from .knn import SearchOptions
-from .lengths import (LengthSplit, document_tokens, length_table, metrics_by_length, resolve_max_length,
-                      split_by_length)
+from .lengths import (
+    LengthSplit,
+    document_tokens,
+    length_table,
+    metrics_by_length,
+    resolve_max_length,
+    split_by_length,
+)
 from .mine import MinedPair, mine, training_pairs
 from .report import results_markdown
 from .retrieve import Ensemble, Retriever, make_retriever

