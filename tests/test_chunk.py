@@ -130,6 +130,8 @@ def test_short_long_split(dataset, tokenizer):
     run = {"q1": {"d01": 1.0}, "q2": {"d09": 2.0, "d04": 1.0}}
     by = metrics_by_length(qrels, run, ["mrr@10"], split)
     assert by == {"short": {"mrr@10": 0.5}, "long": {"mrr@10": 1.0}}
+    # Evaluating a sample of the queries (evaluate.max_queries): only the sampled ones count.
+    assert metrics_by_length({"q2": qrels["q2"]}, run, ["mrr@10"], split) == {"short": {"mrr@10": 0.5}}
 
 
 def test_pipeline_on_chunks_reports_short_and_long(tmp_path, beir_dir, tiny_bert):

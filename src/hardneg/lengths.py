@@ -54,11 +54,13 @@ def split_by_length(qrels: Qrels, doc_tokens: dict[str, int], threshold: int) ->
 
 def metrics_by_length(qrels: Qrels, run: dict[str, dict[str, float]], metrics: list[str],
                       split: LengthSplit) -> dict[str, dict[str, float]]:
-    """``{"short": {...}, "long": {...}}``; a subset with no query is left out."""
+    """``{"short": {...}, "long": {...}}`` over the queries in ``qrels`` (the evaluated ones, e.g. a
+    ``max_queries`` sample); a subset with no such query is left out."""
     from .evaluate import evaluate_run
 
     out = {}
     for name, qids in split.subsets().items():
+        qids = [q for q in qids if q in qrels]
         if qids:
             out[name] = evaluate_run({q: qrels[q] for q in qids}, run, metrics)
     return out
