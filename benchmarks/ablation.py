@@ -5,7 +5,10 @@ where it stopped (finished stages are fingerprinted and skipped). After every ru
 so a partial ablation is still recorded.
 
 Usage: python benchmarks/ablation.py CONFIG --datasets scifact cranfield --seeds 1 2 3 --output OUT.json
-       [--set key=value ...]
+       [--strategies NAME ...] [--set key=value ...]
+
+`--strategies` keeps only the named strategies of CONFIG (a derived config is written next to the runs), so
+one grid can be spent where it is needed without editing the config.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 from hardneg.io import write_json
 
@@ -41,6 +46,20 @@ def summarise(runs: dict[str, dict[int, list[dict]]]) -> dict:
     return table
 
 
+def subset_config(path: Path, names: list[str], runs_dir: Path) -> Path:
+    """Write CONFIG with only the named strategies (in CONFIG's order) and return the new file's path."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    by_name = {(s if isinstance(s, str) else s["name"]): s for s in raw["strategies"]}
+    unknown = sorted(set(names) - set(by_name))
+    if unknown:
+        raise SystemExit(f"{path}: no strategy named {', '.join(unknown)}; it has {', '.join(by_name)}")
+    raw["strategies"] = [s for n, s in by_name.items() if n in names]
+    out = runs_dir / f"{path.stem}.subset.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("config")
@@ -49,20 +68,32 @@ def main() -> None:
     parser.add_argument("--output", required=True)
     parser.add_argument("--runs-dir", default="runs/ablation")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--strategies", nargs="+", help="Keep only these strategies of CONFIG.")
+    parser.add_argument("--collect", action="store_true",
+                        help="Run nothing: summarise the finished runs (e.g. seeds run by separate processes).")
     args = parser.parse_args()
     name = Path(args.config).stem
+    config = args.config
+    if args.strategies:
+        config = str(subset_config(Path(args.config), args.strategies, Path(args.runs_dir)))
     runs: dict[str, dict[int, list[dict]]] = {}
     seconds: dict[str, float] = {}
     for dataset in args.datasets:
         for seed in args.seeds:
             out = Path(args.runs_dir) / f"{name}-{dataset}-s{seed}"
-            command = [sys.executable, "-m", "hardneg", "run", args.config, "--no-progress",
+            command = [sys.executable, "-m", "hardneg", "run", config, "--no-progress",
                        "--set", f"dataset={dataset}", "--set", f"seed={seed}", "--set", f"output={out}"]
             for item in args.overrides:
                 command += ["--set", item]
-            start = time.perf_counter()
-            done = subprocess.run(command)
-            seconds[f"{dataset}-s{seed}"] = round(time.perf_counter() - start, 1)
+            if args.collect:
+                if not (out / "results.json").is_file():
+                    print(f"not finished, left out: {out}", file=sys.stderr)
+                    continue
+                done = subprocess.CompletedProcess(command, 0)
+            else:
+                start = time.perf_counter()
+                done = subprocess.run(command, check=False)
+                seconds[f"{dataset}-s{seed}"] = round(time.perf_counter() - start, 1)
             if done.returncode != 0:
                 print(f"run failed ({done.returncode}): {' '.join(command)}", file=sys.stderr)
                 continue

@@ -1,0 +1,107 @@
+"""Significance across a multi-seed grid: each setting against a reference, per negative strategy, pooled over seeds.
+
+The runs of ``benchmarks/ablation.py`` share their seeded test queries within a seed, so a (seed, query) pair is one
+paired unit: for every strategy, the re-ranker trained with setting X and the one trained with the reference
+setting are compared on the same units with ranx's Fisher randomisation test, and p-values are corrected with Holm
+over every comparison of the grid. Bootstrap 95% intervals are given for each mean and each difference.
+
+Usage:
+    python benchmarks/grid_significance.py --reference triplet \\
+        --grid triplet=runs/ablation-triplet/ablation_losses-scifact-s{seed} \\
+        --grid bce=runs/ablation-bce/ablation_losses-scifact-s{seed} ... \\
+        --seeds 1 2 3 --output benchmarks/losses_significance_scifact.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from ranx.statistical_tests import fisher_randomization_test
+
+from hardneg.evaluate import adjust_pvalues, bootstrap_ci
+from hardneg.io import write_json
+
+METRICS = ["mrr@10", "ndcg@10"]
+
+
+def per_query(folder: Path, first_stage: str) -> dict[str, dict[str, dict[str, float]]]:
+    """system -> metric -> query -> value, from one run's analysis.json."""
+    analysis = json.loads((folder / "analysis.json").read_text())
+    return analysis["first_stages"][first_stage]["per_query"]
+
+
+def pooled(folders: dict[int, Path], first_stage: str) -> dict[str, dict[str, dict[str, float]]]:
+    """Per-query values of every system, with queries renamed ``s{seed}:{query}`` so seeds pool."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for seed, folder in sorted(folders.items()):
+        for system, metrics in per_query(folder, first_stage).items():
+            for metric, values in metrics.items():
+                out.setdefault(system, {}).setdefault(metric, {}).update(
+                    {f"s{seed}:{q}": v for q, v in values.items()})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--grid", action="append", required=True, help="LABEL=FOLDER pattern with {seed}")
+    parser.add_argument("--reference", required=True, help="the label every other label is compared with")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--first-stage", default="ensemble")
+    parser.add_argument("--permutations", type=int, default=10000)
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args()
+
+    grid: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    missing: list[str] = []
+    for item in args.grid:
+        label, _, pattern = item.partition("=")
+        folders = {s: Path(pattern.format(seed=s)) for s in args.seeds}
+        absent = [str(f) for f in folders.values() if not (f / "analysis.json").is_file()]
+        if absent:
+            missing += absent
+            continue
+        grid[label] = pooled(folders, args.first_stage)
+    if args.reference not in grid:
+        sys.exit(f"reference {args.reference!r} has unfinished runs: {', '.join(missing)}")
+
+    means: dict = {}
+    tests: list[dict] = []
+    for label, systems in grid.items():
+        for system, metrics in systems.items():
+            values = {m: np.array([metrics[m][q] for q in sorted(metrics[m])]) for m in METRICS if m in metrics}
+            means.setdefault(label, {})[system] = {
+                m: {"mean": float(v.mean()), "ci95": list(bootstrap_ci(v.tolist())), "units": int(v.size)}
+                for m, v in values.items()}
+            if label == args.reference or system not in grid[args.reference]:
+                continue
+            reference = grid[args.reference][system]
+            for metric in METRICS:
+                units = sorted(set(reference[metric]) & set(metrics[metric]))
+                control = np.array([reference[metric][q] for q in units])
+                treatment = np.array([metrics[metric][q] for q in units])
+                p, _ = fisher_randomization_test(control, treatment, args.permutations, 0.05, 42)
+                diff = treatment - control
+                tests.append({"setting": label, "system": system, "metric": metric, "units": len(units),
+                              "delta": float(diff.mean()), "delta_ci95": list(bootstrap_ci(diff.tolist())),
+                              "wins": int((diff > 0).sum()), "ties": int((diff == 0).sum()),
+                              "losses": int((diff < 0).sum()), "p": float(p)})
+    for metric in METRICS:
+        rows = [t for t in tests if t["metric"] == metric]
+        for row, adjusted in zip(rows, adjust_pvalues([r["p"] for r in rows], "holm")):
+            row["p_holm"] = adjusted
+            row["significant"] = adjusted < 0.05
+    write_json(args.output, {"command": " ".join(["python", *sys.argv]), "reference": args.reference,
+                             "seeds": args.seeds, "first_stage": args.first_stage, "test": "fisher (ranx), Holm",
+                             "missing_runs": missing, "means": means, "comparisons": tests})
+    for t in tests:
+        mark = "*" if t.get("significant") else " "
+        print(f"{t['setting']:>14} {t['system']:<28} {t['metric']:<8} {t['delta']:+.3f} "
+              f"[{t['delta_ci95'][0]:+.3f}, {t['delta_ci95'][1]:+.3f}] p={t['p']:.4f} holm={t['p_holm']:.4f}{mark}")
+
+
+if __name__ == "__main__":
+    main()
