@@ -45,10 +45,56 @@ def pooled(folders: dict[int, Path], first_stage: str) -> dict[str, dict[str, di
     return out
 
 
+def reference_of(grid: dict, reference: str, label: str, system: str):
+    """The per-query values ``system`` of ``label`` is tested against, or None (it is the reference itself).
+
+    ``reference`` is a setting (``triplet``: the same system trained with that setting) or a setting and a system
+    (``triplet:ensemble``: that one re-ranker, re-ranking alone or interpolated like ``system``).
+    """
+    ref_label, _, ref_system = reference.partition(":")
+    if system == "first stage":
+        return None
+    if ref_system:
+        suffix = " + first stage" if system.endswith(" + first stage") else ""
+        target = ref_system + suffix
+        if (label, system) == (ref_label, target):
+            return None
+        return grid[ref_label].get(target)
+    if label == ref_label:
+        return None
+    return grid[ref_label].get(system)
+
+
+def seed_means(values: dict[str, float], seeds: list[int]) -> list[float]:
+    return [float(np.mean([v for q, v in values.items() if q.startswith(f"s{seed}:")])) for seed in seeds]
+
+
+def markdown(means: dict, tests: list[dict], reference: str, metric: str) -> str:
+    """Rows: system x setting; mean ± seed std, pooled 95% CI, and the difference from the reference setting."""
+    by_key = {(t["setting"], t["system"], t["metric"]): t for t in tests}
+    systems = sorted({s for label in means.values() for s in label}, key=lambda s: (s != "first stage", s))
+    header = f"| system | setting | {metric} mean ± seed std | 95% CI (queries x seeds) | vs {reference} (Holm p) |"
+    lines = [header, "|---|---|---|---|---|"]
+    for system in systems:
+        for label, rows in means.items():
+            if system not in rows or (system == "first stage" and label != reference.partition(":")[0]):
+                continue
+            cell = rows[system][metric]
+            spread = float(np.std(cell["seed_means"], ddof=1)) if len(cell["seed_means"]) > 1 else 0.0
+            test = by_key.get((label, system, metric))
+            versus = "-" if test is None else (f"{test['delta']:+.3f} ({test['p_holm']:.3f})"
+                                               + (" *" if test["significant"] else ""))
+            lines.append(f"| {system} | {label} | {cell['mean']:.3f} ± {spread:.3f} | "
+                         f"[{cell['ci95'][0]:.3f}, {cell['ci95'][1]:.3f}] | {versus} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--grid", action="append", required=True, help="LABEL=FOLDER pattern with {seed}")
-    parser.add_argument("--reference", required=True, help="the label every other label is compared with")
+    parser.add_argument("--reference", required=True,
+                        help="LABEL (each system against itself under that setting) or LABEL:SYSTEM (every "
+                             "re-ranker against that one)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--first-stage", default="ensemble")
     parser.add_argument("--permutations", type=int, default=10000)
@@ -65,7 +111,7 @@ def main() -> None:
             missing += absent
             continue
         grid[label] = pooled(folders, args.first_stage)
-    if args.reference not in grid:
+    if args.reference.partition(":")[0] not in grid:
         sys.exit(f"reference {args.reference!r} has unfinished runs: {', '.join(missing)}")
 
     means: dict = {}
@@ -74,14 +120,15 @@ def main() -> None:
         for system, metrics in systems.items():
             values = {m: np.array([metrics[m][q] for q in sorted(metrics[m])]) for m in METRICS if m in metrics}
             means.setdefault(label, {})[system] = {
-                m: {"mean": float(v.mean()), "ci95": list(bootstrap_ci(v.tolist())), "units": int(v.size)}
+                m: {"mean": float(v.mean()), "ci95": list(bootstrap_ci(v.tolist())), "units": int(v.size),
+                    "seed_means": seed_means(metrics[m], args.seeds)}
                 for m, v in values.items()}
-            if label == args.reference or system not in grid[args.reference]:
+            control_values = reference_of(grid, args.reference, label, system)
+            if control_values is None:
                 continue
-            reference = grid[args.reference][system]
             for metric in METRICS:
-                units = sorted(set(reference[metric]) & set(metrics[metric]))
-                control = np.array([reference[metric][q] for q in units])
+                units = sorted(set(control_values[metric]) & set(metrics[metric]))
+                control = np.array([control_values[metric][q] for q in units])
                 treatment = np.array([metrics[metric][q] for q in units])
                 p, _ = fisher_randomization_test(control, treatment, args.permutations, 0.05, 42)
                 diff = treatment - control
@@ -97,10 +144,10 @@ def main() -> None:
     write_json(args.output, {"command": " ".join(["python", *sys.argv]), "reference": args.reference,
                              "seeds": args.seeds, "first_stage": args.first_stage, "test": "fisher (ranx), Holm",
                              "missing_runs": missing, "means": means, "comparisons": tests})
-    for t in tests:
-        mark = "*" if t.get("significant") else " "
-        print(f"{t['setting']:>14} {t['system']:<28} {t['metric']:<8} {t['delta']:+.3f} "
-              f"[{t['delta_ci95'][0]:+.3f}, {t['delta_ci95'][1]:+.3f}] p={t['p']:.4f} holm={t['p_holm']:.4f}{mark}")
+    for metric in METRICS:
+        print(f"\n{markdown(means, tests, args.reference, metric)}\n")
+    if missing:
+        print(f"left out (unfinished): {', '.join(missing)}", file=sys.stderr)
 
 
 if __name__ == "__main__":
