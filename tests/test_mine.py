@@ -236,6 +236,7 @@ def test_mining_invariants(members, num_negatives, depth, ratio, range_min, widt
         assert p.positive_id not in p.negative_ids
         extra = p.positive_id not in labelled[p.query_id]               # a likely positive added as a pair
         assert extra <= bool(cfg.add_likely_positives)
+        assert p.positive_source == ("likely" if extra else "labelled")  # what the training cap relies on
         assert len(p.negative_ids) == num_negatives or (p.query_id, p.positive_id) in short or extra
     for q, d in pairs:  # 12 documents minus the query's positives is all there is: more must be reported short
         if num_negatives > 12 - len(labelled[q]):

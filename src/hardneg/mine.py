@@ -38,6 +38,9 @@ class MinedPair:
     negative_sources: list[str]        # "hard" or "random" per negative
     negative_scores: list[float | None]  # fused first-stage score; None for random ones
     positive_score: float | None
+    # "labelled", or "likely" for a likely positive added by add_likely_positives (a training cap samples
+    # labelled pairs and keeps the likely ones of the queries it kept, so they never crowd the labels out)
+    positive_source: str = "labelled"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -483,7 +486,8 @@ def _likely_pairs(pairs: list[MinedPair], records: list[dict], dataset: Dataset)
             negative_ids=[source.negative_ids[i] for i in keep], negatives=[source.negatives[i] for i in keep],
             negative_sources=[source.negative_sources[i] for i in keep],
             negative_scores=[source.negative_scores[i] for i in keep],
-            positive_score=r["score"] if r["source"] == "ensemble" else None))  # a CE logit is another scale
+            positive_score=r["score"] if r["source"] == "ensemble" else None,  # a CE logit is another scale
+            positive_source="likely"))
     return extra
 
 

@@ -120,6 +120,17 @@ def dev_samples(dataset, first_stage: dict[str, dict[str, float]], qrels: dict[s
     return out
 
 
+def cap_pairs(pairs: list[MinedPair], cap: int | None, seed: int) -> list[MinedPair]:
+    """At most ``cap`` labelled pairs, drawn with ``seed``, plus the likely-positive pairs of the queries kept."""
+    labelled = [p for p in pairs if p.positive_source != "likely"]
+    if cap is None or len(labelled) <= cap:
+        return pairs
+    keep = set(np.random.default_rng(seed).choice(len(labelled), cap, replace=False).tolist())
+    kept = [p for i, p in enumerate(labelled) if i in keep]
+    queries = {p.query_id for p in kept}
+    return kept + [p for p in pairs if p.positive_source == "likely" and p.query_id in queries]
+
+
 def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: TrainConfig, num_negatives: int,
                    seed: int = 42, progress: bool = True, fingerprint: str = "", dev: list[dict] | None = None,
                    card: dict | None = None, extra_pairs: list[MinedPair] | None = None) -> Path:
@@ -153,10 +164,9 @@ def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: Train
     checkpoints.mkdir(parents=True, exist_ok=True)
     stamp.write_text(fingerprint)
     torch.set_num_threads(config.threads or available_cores())
-    if config.max_train_pairs is not None and len(pairs) > config.max_train_pairs:
-        keep = set(np.random.default_rng(seed).choice(len(pairs), config.max_train_pairs, replace=False).tolist())
-        pairs = [p for i, p in enumerate(pairs) if i in keep]
-    labelled = len(pairs)
+    pairs = cap_pairs(pairs, config.max_train_pairs, seed)
+    likely = sum(p.positive_source == "likely" for p in pairs)
+    labelled = len(pairs) - likely
     pairs = pairs + list(extra_pairs or [])
     teacher = distill_targets(pairs, config.distill_scale) if config.loss == "margin_mse" else None
     dataset, dropped = loss_dataset(pairs, config.loss, num_negatives, teacher)
@@ -207,7 +217,8 @@ def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: Train
     info = {
         "fingerprint": fingerprint, "base_model": config.base_model, "settings": config.model_dump(),
         "loss": config.loss, "num_negatives": num_negatives, "rows": len(dataset), "labelled_pairs": labelled,
-        "augmented_pairs": len(pairs) - labelled, "rows_dropped": dropped, "rows_dropped_short": dropped,
+        "likely_positive_pairs": likely, "augmented_pairs": len(pairs) - labelled - likely,
+        "rows_dropped": dropped, "rows_dropped_short": dropped,
         "steps": trainer.state.global_step, "train_seconds": round(seconds, 1),
         "sequences_per_second": round(trainer.state.global_step * batch * (1 if config.loss == "bce"
                                                                            else 1 + num_negatives) / seconds, 2)
