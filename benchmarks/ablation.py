@@ -46,6 +46,21 @@ def summarise(runs: dict[str, dict[int, list[dict]]]) -> dict:
     return table
 
 
+PER_QUERY_METRICS = ("mrr@10", "ndcg@10")
+
+
+def per_query(run: Path) -> dict:
+    """first stage -> system -> metric -> query -> value (4 decimals) from a run's analysis.json."""
+    analysis_file = run / "analysis.json"
+    if not analysis_file.is_file():
+        return {}
+    analysis = json.loads(analysis_file.read_text())
+    return {fs: {system: {m: {q: round(v, 4) for q, v in sorted(values[m].items())}
+                          for m in PER_QUERY_METRICS if m in values}
+                 for system, values in stage["per_query"].items()}
+            for fs, stage in analysis["first_stages"].items()}
+
+
 def subset_config(path: Path, names: list[str], runs_dir: Path) -> Path:
     """Write CONFIG with only the named strategies (in CONFIG's order) and return the new file's path."""
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -77,6 +92,7 @@ def main() -> None:
     if args.strategies:
         config = str(subset_config(Path(args.config), args.strategies, Path(args.runs_dir)))
     runs: dict[str, dict[int, list[dict]]] = {}
+    queries: dict[str, dict[str, dict]] = {}
     seconds: dict[str, float] = {}
     for dataset in args.datasets:
         for seed in args.seeds:
@@ -98,11 +114,14 @@ def main() -> None:
                 print(f"run failed ({done.returncode}): {' '.join(command)}", file=sys.stderr)
                 continue
             runs.setdefault(dataset, {})[seed] = json.loads((out / "results.json").read_text())["rows"]
+            queries.setdefault(dataset, {})[str(seed)] = per_query(out)
             write_json(args.output, {
                 "command": " ".join(["python", *sys.argv]),
                 "machine": f"{platform.platform()}, {__import__('os').cpu_count()} cores",
                 "config": args.config, "overrides": args.overrides,
                 "seconds": seconds, "results": summarise(runs),
+                # Kept so benchmarks/grid_significance.py can test differences from this file alone.
+                "per_query": queries,
             })
 
 

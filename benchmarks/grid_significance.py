@@ -5,9 +5,12 @@ paired unit: for every strategy, the re-ranker trained with setting X and the on
 setting are compared on the same units with ranx's Fisher randomisation test, and p-values are corrected with Holm
 over every comparison of the grid. Bootstrap 95% intervals are given for each mean and each difference.
 
+Each ``--grid LABEL=SOURCE`` is either a run-folder pattern with ``{seed}`` (read from each run's analysis.json) or
+a summary written by ``benchmarks/ablation.py`` (which keeps the per-query values, so the test needs no run folder).
+
 Usage:
     python benchmarks/grid_significance.py --reference triplet \\
-        --grid triplet=runs/ablation-triplet/ablation_losses-scifact-s{seed} \\
+        --grid triplet=benchmarks/ablation_losses_triplet.json \\
         --grid bce=runs/ablation-bce/ablation_losses-scifact-s{seed} ... \\
         --seeds 1 2 3 --output benchmarks/losses_significance_scifact.json
 """
@@ -28,21 +31,28 @@ from hardneg.io import write_json
 METRICS = ["mrr@10", "ndcg@10"]
 
 
-def per_query(folder: Path, first_stage: str) -> dict[str, dict[str, dict[str, float]]]:
-    """system -> metric -> query -> value, from one run's analysis.json."""
-    analysis = json.loads((folder / "analysis.json").read_text())
-    return analysis["first_stages"][first_stage]["per_query"]
-
-
-def pooled(folders: dict[int, Path], first_stage: str) -> dict[str, dict[str, dict[str, float]]]:
+def pooled(by_seed: dict[int, dict], first_stage: str) -> dict[str, dict[str, dict[str, float]]]:
     """Per-query values of every system, with queries renamed ``s{seed}:{query}`` so seeds pool."""
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for seed, folder in sorted(folders.items()):
-        for system, metrics in per_query(folder, first_stage).items():
+    for seed, runs in sorted(by_seed.items()):
+        for system, metrics in runs[first_stage].items():
             for metric, values in metrics.items():
                 out.setdefault(system, {}).setdefault(metric, {}).update(
                     {f"s{seed}:{q}": v for q, v in values.items()})
     return out
+
+
+def load_source(source: str, dataset: str, seeds: list[int]) -> tuple[dict[int, dict], list[str]]:
+    """seed -> first stage -> system -> metric -> query -> value, and what is missing, from a summary or folders."""
+    if source.endswith(".json"):
+        stored = json.loads(Path(source).read_text()).get("per_query", {}).get(dataset, {})
+        found = {s: stored[str(s)] for s in seeds if stored.get(str(s))}
+        return found, [f"{source} ({dataset}, seed {s})" for s in seeds if s not in found]
+    folders = {s: Path(source.format(seed=s)) for s in seeds}
+    absent = [str(f) for f in folders.values() if not (f / "analysis.json").is_file()]
+    return {s: {fs: stage["per_query"] for fs, stage in
+                json.loads((f / "analysis.json").read_text())["first_stages"].items()}
+            for s, f in folders.items() if str(f) not in absent}, absent
 
 
 def reference_of(grid: dict, reference: str, label: str, system: str):
@@ -97,6 +107,7 @@ def main() -> None:
                              "re-ranker against that one)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--first-stage", default="ensemble")
+    parser.add_argument("--dataset", default="scifact", help="Which dataset of a summary file to read.")
     parser.add_argument("--permutations", type=int, default=10000)
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
@@ -104,13 +115,12 @@ def main() -> None:
     grid: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     missing: list[str] = []
     for item in args.grid:
-        label, _, pattern = item.partition("=")
-        folders = {s: Path(pattern.format(seed=s)) for s in args.seeds}
-        absent = [str(f) for f in folders.values() if not (f / "analysis.json").is_file()]
+        label, _, source = item.partition("=")
+        by_seed, absent = load_source(source, args.dataset, args.seeds)
         if absent:
             missing += absent
             continue
-        grid[label] = pooled(folders, args.first_stage)
+        grid[label] = pooled(by_seed, args.first_stage)
     if args.reference.partition(":")[0] not in grid:
         sys.exit(f"reference {args.reference!r} has unfinished runs: {', '.join(missing)}")
 

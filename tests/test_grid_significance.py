@@ -1,0 +1,49 @@
+"""The ablation summary keeps per-query values, and grid_significance reads them like run folders."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_run(folder: Path, shift: float) -> None:
+    per_query = {
+        "first stage": {"mrr@10": {"q1": 1.0, "q2": 0.5}, "ndcg@10": {"q1": 1.0, "q2": 0.6309297535714575},
+                        "map": {"q1": 1.0, "q2": 0.5}},
+        "random": {"mrr@10": {"q1": 0.5 + shift, "q2": 0.25}, "ndcg@10": {"q1": 0.6, "q2": 0.4}},
+    }
+    folder.mkdir(parents=True)
+    (folder / "analysis.json").write_text(json.dumps({"first_stages": {"ensemble": {"per_query": per_query}}}))
+
+
+def test_summary_per_query_matches_run_folders(tmp_path):
+    ablation, grid = load("ablation"), load("grid_significance")
+    for seed in (1, 2):
+        fake_run(tmp_path / f"run-s{seed}", shift=0.1 * seed)
+    stored = {"per_query": {"scifact": {str(s): ablation.per_query(tmp_path / f"run-s{s}") for s in (1, 2)}}}
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps(stored))
+
+    from_file, missing_file = grid.load_source(str(summary), "scifact", [1, 2, 3])
+    from_folders, missing_folders = grid.load_source(str(tmp_path / "run-s{seed}"), "scifact", [1, 2])
+
+    assert missing_file == [f"{summary} (scifact, seed 3)"] and missing_folders == []
+    # Only the tested metrics are kept, rounded to 4 decimals.
+    assert from_file[1]["ensemble"]["first stage"]["ndcg@10"] == {"q1": 1.0, "q2": 0.6309}
+    assert "map" not in from_file[1]["ensemble"]["first stage"]
+    pooled_file = grid.pooled(from_file, "ensemble")
+    pooled_folders = grid.pooled(from_folders, "ensemble")
+    assert pooled_file["random"]["mrr@10"] == pooled_folders["random"]["mrr@10"] == {
+        "s1:q1": 0.6, "s1:q2": 0.25, "s2:q1": 0.7, "s2:q2": 0.25}
