@@ -73,3 +73,25 @@ def test_training_resumes_from_its_last_checkpoint(dataset, tiny_bert, tmp_path,
     assert "Resuming training from" in caplog.text and "checkpoint-1" in caplog.text
     info = training_info(final)
     assert info["steps"] == 3 and info["dev"]["queries"] == 2 and len(info["dev"]["curve"]) == 3
+
+
+def test_training_does_not_depend_on_earlier_draws_from_torch(dataset, tiny_bert, tmp_path):
+    """Same seed, same model, whatever ran before in the process (e.g. a cold cache loading embedding models)."""
+    import torch
+
+    from hardneg.config import MiningConfig
+    from hardneg.mine import mine, training_pairs
+
+    pairs = mine(dataset, training_pairs(dataset, "train"), None, MiningConfig(num_negatives=2), "random",
+                 progress=False).pairs
+    config = TrainConfig(base_model=tiny_bert, loss="triplet", batch_size=4, max_length=32, dev_eval=False)
+    weights = []
+    for draws, folder in ((0, "a"), (1000, "b")):
+        torch.rand(draws)
+        final = train_reranker(pairs, tmp_path / folder, config, 2, progress=False, fingerprint=folder, seed=7)
+        from sentence_transformers import CrossEncoder
+
+        state = CrossEncoder(str(final)).model.state_dict()
+        weights.append({k: v.clone() for k, v in state.items()})
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

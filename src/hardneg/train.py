@@ -177,6 +177,11 @@ def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: Train
     if dropped:
         logger.warning("%d of %d pairs left out of %s training (too few negatives or no teacher scores)",
                        dropped, len(pairs), config.loss)
+    from transformers import set_seed
+
+    # The base model's scoring head is new and randomly initialised: seed it here, or it depends on whatever drew
+    # from torch's generator earlier in the process (a cold embedding cache loads models, a warm one does not).
+    set_seed(seed)
     model = load_cross_encoder(config.base_model, config.max_length)
     loss = make_loss(config.loss, model, num_negatives, config.margin, config.in_batch_negatives)
 
