@@ -10,7 +10,7 @@ import pytest
 
 from hardneg.config import Fusion as ConfigFusion
 from hardneg.config import MiningConfig
-from hardneg.mine import interleave, pair_rng, select_hard
+from hardneg.mine import pair_rng
 from hardneg.retrieve import (
     FUSIONS,
     CandidatePool,
@@ -20,6 +20,7 @@ from hardneg.retrieve import (
     Retriever,
     normalise,
 )
+from hardneg.rules import interleave, select_hard
 
 
 class Vectors(Retriever):
@@ -138,7 +139,7 @@ def test_union_takes_each_members_top_picks_in_turn():
     pool = CandidatePool(np.arange(6), member_scores, np.linspace(1, 0, 6))
     ties = np.arange(6)
     orderings = [np.lexsort((ties, -row)) for row in member_scores]
-    from hardneg.mine import PairContext
+    from hardneg.rules import PairContext
 
     cfg = MiningConfig(positive_ratio=None)
     chosen = select_hard(pool, 0, {0}, cfg, 3, pair_rng(0, "q", "p"), Counter(), PairContext(orderings=orderings))

@@ -9,18 +9,16 @@ from hypothesis import strategies as st
 
 from hardneg.config import MiningConfig
 from hardneg.embed import HashEmbedder
-from hardneg.mine import (
+from hardneg.mine import mine, pair_rng, training_pairs
+from hardneg.retrieve import BM25Retriever, CandidatePool, DenseRetriever, Ensemble
+from hardneg.rules import (
     PairContext,
     geometric_keep,
     likely_positive_mask,
-    mine,
-    pair_rng,
     sample_random,
     select_hard,
     similarity_ratio,
-    training_pairs,
 )
-from hardneg.retrieve import BM25Retriever, CandidatePool, DenseRetriever, Ensemble
 
 
 def _pool(member_scores):

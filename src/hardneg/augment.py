@@ -21,7 +21,8 @@ from typing import Literal
 import numpy as np
 
 from .data import Corpus
-from .mine import MinedPair, pair_rng, sample_random
+from .mine import MinedPair, pair_rng
+from .rules import sample_random
 
 logger = logging.getLogger(__name__)
 
