@@ -23,12 +23,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from ablation import (  # benchmarks/ablation.py, next to this script
+    PER_QUERY_METRICS,
+    per_query,
+)
 from ranx.statistical_tests import fisher_randomization_test
 
 from hardneg.evaluate import adjust_pvalues, bootstrap_ci
 from hardneg.io import write_json
 
-METRICS = ["mrr@10", "ndcg@10"]
+METRICS = list(PER_QUERY_METRICS)
 
 
 def pooled(by_seed: dict[int, dict], first_stage: str) -> dict[str, dict[str, dict[str, float]]]:
@@ -50,9 +54,8 @@ def load_source(source: str, dataset: str, seeds: list[int]) -> tuple[dict[int, 
         return found, [f"{source} ({dataset}, seed {s})" for s in seeds if s not in found]
     folders = {s: Path(source.format(seed=s)) for s in seeds}
     absent = [str(f) for f in folders.values() if not (f / "analysis.json").is_file()]
-    return {s: {fs: stage["per_query"] for fs, stage in
-                json.loads((f / "analysis.json").read_text())["first_stages"].items()}
-            for s, f in folders.items() if str(f) not in absent}, absent
+    # The same reader ablation.py stores with, so a folder and its summary give the same values.
+    return {s: per_query(f) for s, f in folders.items() if str(f) not in absent}, absent
 
 
 def reference_of(grid: dict, reference: str, label: str, system: str):

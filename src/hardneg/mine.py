@@ -21,15 +21,7 @@ import numpy as np
 from .config import MiningConfig
 from .data import Dataset
 from .retrieve import CandidatePool, Ensemble
-from .rules import (  # noqa: F401  (re-exported: the rules were part of this module)
-    PairContext,
-    geometric_keep,
-    interleave,
-    likely_positive_mask,
-    sample_random,
-    select_hard,
-    similarity_ratio,
-)
+from .rules import PairContext, likely_positive_mask, sample_random, select_hard
 
 logger = logging.getLogger(__name__)
 

@@ -335,10 +335,7 @@ def evaluate_all(dataset: Dataset, config: RunConfig, retrievers: Retrievers, mo
     systems: dict[str, dict[str, RunDict]] = {name: {"first stage": runs["test"]}
                                               for name, runs in first_stages.items()}
     for system, model_path in rerankers.items():
-        from transformers import set_seed
-
-        set_seed(config.seed)  # the base model's new scoring head is randomly initialised: make it repeatable
-        model = load_cross_encoder(model_path, config.train.max_length)
+        model = load_cross_encoder(model_path, config.train.max_length, seed=config.seed)
         made_by = fingerprint(system, training_info(model_path).get("fingerprint") or model_path,
                               config.train.max_length, config.seed)
         store = {split: ScoreStore(out / "scores" / f"{slug(system)}.{split}.json", made_by)

@@ -28,10 +28,19 @@ DONE_MARKER = "hardneg_training.json"
 DEV_METRIC = "eval_dev_ndcg@10"
 
 
-def load_cross_encoder(name_or_path: str, max_length: int | None = None):
-    """A ``CrossEncoder`` with one output, from a registered name, a folder or a hub id."""
+def load_cross_encoder(name_or_path: str, max_length: int | None = None, seed: int | None = None):
+    """A ``CrossEncoder`` with one output, from a registered name, a folder or a hub id.
+
+    ``seed``: a base model's scoring head is new and randomly initialised; seeded here, it does not depend on
+    whatever drew from torch's generator earlier in the process (a cold embedding cache loads models, a warm one
+    does not). A trained folder's head is loaded, so the seed changes nothing there.
+    """
     from sentence_transformers import CrossEncoder
 
+    if seed is not None:
+        from transformers import set_seed
+
+        set_seed(seed)
     path = resolve_st_model(name_or_path)
     try:
         return CrossEncoder(path, num_labels=1, max_length=max_length)
@@ -177,12 +186,7 @@ def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: Train
     if dropped:
         logger.warning("%d of %d pairs left out of %s training (too few negatives or no teacher scores)",
                        dropped, len(pairs), config.loss)
-    from transformers import set_seed
-
-    # The base model's scoring head is new and randomly initialised: seed it here, or it depends on whatever drew
-    # from torch's generator earlier in the process (a cold embedding cache loads models, a warm one does not).
-    set_seed(seed)
-    model = load_cross_encoder(config.base_model, config.max_length)
+    model = load_cross_encoder(config.base_model, config.max_length, seed=seed)
     loss = make_loss(config.loss, model, num_negatives, config.margin, config.in_batch_negatives)
 
     # A step sees batch_size queries with their positive and negatives, whatever the layout: bce rows are
