@@ -7,12 +7,17 @@ over every comparison of the grid. Bootstrap 95% intervals are given for each me
 
 Each ``--grid LABEL=SOURCE`` is either a run-folder pattern with ``{seed}`` (read from each run's analysis.json) or
 a summary written by ``benchmarks/ablation.py`` (which keeps the per-query values, so the test needs no run folder).
+A label given several times merges its sources' systems (e.g. the references from one ablation and new strategies
+from another). Several ``--dataset`` values pool every collection's (seed, query) units into one test, and the
+means are also reported per collection.
 
 Usage:
     python benchmarks/grid_significance.py --reference triplet \\
         --grid triplet=benchmarks/ablation_losses_triplet.json \\
         --grid bce=runs/ablation-bce/ablation_losses-scifact-s{seed} ... \\
         --seeds 1 2 3 --output benchmarks/losses_significance_scifact.json
+    python benchmarks/grid_significance.py --reference mnrl:ensemble --dataset scifact cranfield med \\
+        --grid mnrl=benchmarks/ablation_losses_mnrl.json --grid mnrl=benchmarks/ablation_mining_mnrl_scifact.json ...
 """
 
 from __future__ import annotations
@@ -35,15 +40,31 @@ from hardneg.io import write_json
 METRICS = list(PER_QUERY_METRICS)
 
 
-def pooled(by_seed: dict[int, dict], first_stage: str) -> dict[str, dict[str, dict[str, float]]]:
-    """Per-query values of every system, with queries renamed ``s{seed}:{query}`` so seeds pool."""
+def pooled(by_seed: dict[int, dict], first_stage: str, prefix: str = "") -> dict[str, dict[str, dict]]:
+    """Per-query values of every system, with queries renamed ``{prefix}s{seed}:{query}`` so seeds (and datasets,
+    through ``prefix``) pool."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for seed, runs in sorted(by_seed.items()):
         for system, metrics in runs[first_stage].items():
             for metric, values in metrics.items():
                 out.setdefault(system, {}).setdefault(metric, {}).update(
-                    {f"s{seed}:{q}": v for q, v in values.items()})
+                    {f"{prefix}s{seed}:{q}": v for q, v in values.items()})
     return out
+
+
+def merge(sources: list[dict[int, dict]]) -> dict[int, dict]:
+    """One seed -> first stage -> system mapping from several; a system found twice must be one measurement."""
+    merged: dict[int, dict] = {}
+    for by_seed in sources:
+        for seed, stages in by_seed.items():
+            for stage, systems in stages.items():
+                target = merged.setdefault(seed, {}).setdefault(stage, {})
+                for system, values in systems.items():
+                    if system in target and system != "first stage" and target[system] != values:
+                        raise SystemExit(f"{system!r} (seed {seed}, {stage}) differs between two sources of "
+                                         "one label; give them different labels")
+                    target.setdefault(system, values)
+    return merged
 
 
 def load_source(source: str, dataset: str, seeds: list[int]) -> tuple[dict[int, dict], list[str]]:
@@ -79,7 +100,20 @@ def reference_of(grid: dict, reference: str, label: str, system: str):
 
 
 def seed_means(values: dict[str, float], seeds: list[int]) -> list[float]:
-    return [float(np.mean([v for q, v in values.items() if q.startswith(f"s{seed}:")])) for seed in seeds]
+    """Mean per seed (over every pooled dataset's queries of that seed)."""
+    by_seed = {seed: [v for q, v in values.items() if q.rpartition("/")[2].startswith(f"s{seed}:")]
+               for seed in seeds}
+    return [float(np.mean(v)) for v in by_seed.values() if v]
+
+
+def dataset_means(values: dict[str, float]) -> dict[str, float]:
+    """Mean per pooled dataset (queries are ``{dataset}/s{seed}:{query}``); empty for a single dataset."""
+    groups: dict[str, list[float]] = {}
+    for q, v in values.items():
+        dataset, slash, _ = q.partition("/")
+        if slash:
+            groups.setdefault(dataset, []).append(v)
+    return {d: float(np.mean(v)) for d, v in sorted(groups.items())}
 
 
 def markdown(means: dict, tests: list[dict], reference: str, metric: str) -> str:
@@ -102,6 +136,19 @@ def markdown(means: dict, tests: list[dict], reference: str, metric: str) -> str
     return "\n".join(lines)
 
 
+def by_dataset_markdown(means: dict, metric: str) -> str:
+    """Rows: system x setting; the mean on each pooled dataset."""
+    datasets = sorted({d for rows in means.values() for cell in rows.values()
+                       for d in cell[metric]["dataset_means"]})
+    lines = [f"| system | setting | {' | '.join(datasets)} |", "|---|---|" + "---|" * len(datasets)]
+    for label, rows in means.items():
+        for system, cell in sorted(rows.items(), key=lambda item: (item[0] != "first stage", item[0])):
+            values = cell[metric]["dataset_means"]
+            lines.append(f"| {system} | {label} | "
+                         + " | ".join(f"{values[d]:.3f}" if d in values else "-" for d in datasets) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--grid", action="append", required=True, help="LABEL=FOLDER pattern with {seed}")
@@ -110,20 +157,40 @@ def main() -> None:
                              "re-ranker against that one)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--first-stage", default="ensemble")
-    parser.add_argument("--dataset", default="scifact", help="Which dataset of a summary file to read.")
+    parser.add_argument("--dataset", nargs="+", default=["scifact"],
+                        help="Which dataset(s) of the summary files to read; several are pooled.")
     parser.add_argument("--permutations", type=int, default=10000)
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
 
-    grid: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
-    missing: list[str] = []
+    sources: dict[str, list[str]] = {}
     for item in args.grid:
         label, _, source = item.partition("=")
-        by_seed, absent = load_source(source, args.dataset, args.seeds)
-        if absent:
-            missing += absent
-            continue
-        grid[label] = pooled(by_seed, args.first_stage)
+        sources.setdefault(label, []).append(source)
+    grid: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    missing: list[str] = []
+    for label, label_sources in sources.items():
+        systems: dict[str, dict[str, dict[str, float]]] = {}
+        complete = True
+        for dataset in args.dataset:
+            loaded = [load_source(source, dataset, args.seeds) for source in label_sources]
+            # A source that holds nothing of this dataset is another dataset's source of the label, not a gap,
+            # as long as some source of the label has it.
+            present = [(found, absent) for found, absent in loaded if found]
+            if not present:
+                missing += [f"{label} ({dataset})"]
+                complete = False
+                continue
+            for found, absent in present:
+                if absent:
+                    missing += absent
+                    complete = False
+            prefix = f"{dataset}/" if len(args.dataset) > 1 else ""
+            for system, metrics in pooled(merge([f for f, _ in present]), args.first_stage, prefix).items():
+                for metric, values in metrics.items():
+                    systems.setdefault(system, {}).setdefault(metric, {}).update(values)
+        if complete:
+            grid[label] = systems
     if args.reference.partition(":")[0] not in grid:
         sys.exit(f"reference {args.reference!r} has unfinished runs: {', '.join(missing)}")
 
@@ -134,7 +201,7 @@ def main() -> None:
             values = {m: np.array([metrics[m][q] for q in sorted(metrics[m])]) for m in METRICS if m in metrics}
             means.setdefault(label, {})[system] = {
                 m: {"mean": float(v.mean()), "ci95": list(bootstrap_ci(v.tolist())), "units": int(v.size),
-                    "seed_means": seed_means(metrics[m], args.seeds)}
+                    "seed_means": seed_means(metrics[m], args.seeds), "dataset_means": dataset_means(metrics[m])}
                 for m, v in values.items()}
             control_values = reference_of(grid, args.reference, label, system)
             if control_values is None:
@@ -155,10 +222,13 @@ def main() -> None:
             row["p_holm"] = adjusted
             row["significant"] = adjusted < 0.05
     write_json(args.output, {"command": " ".join(["python", *sys.argv]), "reference": args.reference,
-                             "seeds": args.seeds, "first_stage": args.first_stage, "test": "fisher (ranx), Holm",
+                             "datasets": args.dataset, "seeds": args.seeds, "first_stage": args.first_stage,
+                             "test": "fisher (ranx), Holm",
                              "missing_runs": missing, "means": means, "comparisons": tests})
     for metric in METRICS:
         print(f"\n{markdown(means, tests, args.reference, metric)}\n")
+        if len(args.dataset) > 1:
+            print(f"\n{by_dataset_markdown(means, metric)}\n")
     if missing:
         print(f"left out (unfinished): {', '.join(missing)}", file=sys.stderr)
 

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -47,3 +49,45 @@ def test_summary_per_query_matches_run_folders(tmp_path):
     pooled_folders = grid.pooled(from_folders, "ensemble")
     assert pooled_file["random"]["mrr@10"] == pooled_folders["random"]["mrr@10"] == {
         "s1:q1": 0.6, "s1:q2": 0.25, "s2:q1": 0.7, "s2:q2": 0.25}
+
+
+def summary_file(path: Path, dataset: str, systems: dict[str, dict[str, float]]) -> str:
+    """A summary holding, for seeds 1 and 2, one first stage whose systems score ``systems`` per query."""
+    per_seed = {"ensemble": {name: {"mrr@10": values, "ndcg@10": values} for name, values in systems.items()}}
+    path.write_text(json.dumps({"per_query": {dataset: {"1": per_seed, "2": per_seed}}}))
+    return str(path)
+
+
+def test_one_label_merges_sources_and_several_datasets_pool(tmp_path, monkeypatch, capsys):
+    grid = load("grid_significance")
+    references = summary_file(tmp_path / "refs.json", "alpha", {"ensemble": {"q1": 0.5, "q2": 0.25}})
+    new_rule = summary_file(tmp_path / "rule.json", "alpha", {"window": {"q1": 1.0, "q2": 0.5}})
+    other = summary_file(tmp_path / "other.json", "beta", {"ensemble": {"q1": 0.0}, "window": {"q1": 1.0}})
+    out = tmp_path / "sig.json"
+    monkeypatch.setattr(sys, "argv", [
+        "grid_significance.py", "--reference", "mnrl:ensemble", "--dataset", "alpha", "beta", "--seeds", "1", "2",
+        "--grid", f"mnrl={references}", "--grid", f"mnrl={new_rule}", "--grid", f"mnrl={other}",
+        "--permutations", "100", "--output", str(out)])
+    grid.main()
+
+    result = json.loads(out.read_text())
+    assert result["missing_runs"] == []
+    window = result["means"]["mnrl"]["window"]["mrr@10"]
+    # 2 queries x 2 seeds of alpha and 1 query x 2 seeds of beta, each a unit of its own.
+    assert window["units"] == 6
+    assert window["dataset_means"] == {"alpha": 0.75, "beta": 1.0}
+    (test,) = [t for t in result["comparisons"] if t["metric"] == "mrr@10"]
+    assert (test["system"], test["units"], test["wins"], test["losses"]) == ("window", 6, 6, 0)
+    assert test["delta"] == pytest.approx((0.5 + 0.25 + 1.0) * 2 / 6)
+    assert "| window | mnrl | 0.750 | 1.000 |" in capsys.readouterr().out
+
+
+def test_a_dataset_no_source_holds_is_reported_missing(tmp_path, monkeypatch):
+    grid = load("grid_significance")
+    references = summary_file(tmp_path / "refs.json", "alpha", {"ensemble": {"q1": 0.5}, "window": {"q1": 1.0}})
+    out = tmp_path / "sig.json"
+    monkeypatch.setattr(sys, "argv", [
+        "grid_significance.py", "--reference", "mnrl:ensemble", "--dataset", "alpha", "beta", "--seeds", "1", "2",
+        "--grid", f"mnrl={references}", "--output", str(out)])
+    with pytest.raises(SystemExit, match=r"mnrl \(beta\)"):
+        grid.main()
