@@ -64,6 +64,11 @@ class Fixed(Retriever):
         idx = np.argsort(-self.scores, kind="stable")[:k]
         return np.tile(idx, (len(queries), 1)), np.tile(self.scores[idx], (len(queries), 1))
 
+def top_n(**settings) -> MiningConfig:
+    """Mining settings over the paper's top-n (no rank window, best first) unless a test sets its own: the
+    hand-computed cases below count from rank 0, while the defaults skip the first 5 ranks and sample."""
+    return MiningConfig(**{"range_min": 0, "range_max": None, "sampling": "top", **settings})
+
 
 def _unit(m):
     return m / np.linalg.norm(m, axis=1, keepdims=True)
@@ -141,11 +146,11 @@ def test_union_takes_each_members_top_picks_in_turn():
     orderings = [np.lexsort((ties, -row)) for row in member_scores]
     from hardneg.rules import PairContext
 
-    cfg = MiningConfig(positive_ratio=None)
+    cfg = top_n(positive_ratio=None)
     chosen = select_hard(pool, 0, {0}, cfg, 3, pair_rng(0, "q", "p"), Counter(), PairContext(orderings=orderings))
     assert chosen == [1, 2, 4]  # a's 1st (1), b's 1st (4), a's 2nd (2): returned in fused order
     # a window of rank 1 only (range_min=1, range_max=2) per member: a's 2nd (2) and b's 2nd (5)
-    cfg = MiningConfig(positive_ratio=None, range_min=1, range_max=2)
+    cfg = top_n(positive_ratio=None, range_min=1, range_max=2)
     removed = Counter()
     chosen = select_hard(pool, 0, {0}, cfg, 3, pair_rng(0, "q", "p"), removed, PairContext(orderings=orderings))
     assert chosen == [2, 5] and removed["outside rank window"] == 3
@@ -161,9 +166,9 @@ def test_union_fusion_mines_from_every_member(tmp_path):
     n = len(ds.corpus)
     a = Fixed("a", np.linspace(1, 0, n))          # prefers the first documents
     b = Fixed("b", np.linspace(0, 1, n))          # prefers the last ones
-    cfg = MiningConfig(num_negatives=2, depth=n, positive_ratio=None, fill_shortfall="none")
+    cfg = top_n(num_negatives=2, depth=n, positive_ratio=None, fill_shortfall="none")
     union = mine(ds, [("q2", "d04")], Ensemble([a, b], fusion="union"), cfg, "u", progress=False)
     assert set(union.pairs[0].negative_ids) == {"d01", "d12"}  # a's best and b's best
     assert set(union.summary.member_overlap) == {"a & b"} and union.summary.member_overlap["a & b"] == 0.0
     with pytest.raises(ValueError, match="fuses by 'zscore'"):
-        mine(ds, [("q2", "d04")], Ensemble([a, b]), MiningConfig(fusion="union"), "u", progress=False)
+        mine(ds, [("q2", "d04")], Ensemble([a, b]), top_n(fusion="union"), "u", progress=False)

@@ -21,6 +21,12 @@ from hardneg.rules import (
 )
 
 
+def top_n(**settings) -> MiningConfig:
+    """Mining settings over the paper's top-n (no rank window, best first) unless a test sets its own: the
+    hand-computed cases below count from rank 0, while the defaults skip the first 5 ranks and sample."""
+    return MiningConfig(**{"range_min": 0, "range_max": None, "sampling": "top", **settings})
+
+
 def _pool(member_scores):
     scores = np.asarray(member_scores, dtype=np.float64)
     fused = scores.mean(axis=0)
@@ -43,23 +49,23 @@ def test_positive_aware_filter_removes_candidates_close_to_the_positive():
     # doc 0 is the positive (score 1.0); doc 1 scores 0.97 (a likely false negative); docs 2.. score less
     pool = _pool([[1.0, 0.97, 0.9, 0.6, 0.5, 0.4]])
     removed = Counter()
-    cfg = MiningConfig(num_negatives=2, positive_ratio=0.95)
+    cfg = top_n(num_negatives=2, positive_ratio=0.95)
     chosen = select_hard(pool, 0, {0}, cfg, 2, pair_rng(0, "q", "p"), removed)
     assert [int(pool.doc_idx[c]) for c in chosen] == [2, 3]
     assert removed == {"labelled positive": 1, "positive-aware filter": 1, "outside rank window": 0}
-    no_filter = select_hard(pool, 0, {0}, MiningConfig(positive_ratio=None), 2, pair_rng(0, "q", "p"), Counter())
+    no_filter = select_hard(pool, 0, {0}, top_n(positive_ratio=None), 2, pair_rng(0, "q", "p"), Counter())
     assert [int(pool.doc_idx[c]) for c in no_filter] == [1, 2]
 
 
 def test_rank_window_and_random_sampling():
     pool = _pool([[1.0, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]])
     removed = Counter()
-    cfg = MiningConfig(positive_ratio=None, range_min=1, range_max=4)
+    cfg = top_n(positive_ratio=None, range_min=1, range_max=4)
     chosen = select_hard(pool, 0, {0}, cfg, 5, pair_rng(0, "q", "p"), removed)
     # ranks among non-positives: doc1=0, doc2=1, ... window [1, 4) -> docs 2, 3, 4
     assert [int(pool.doc_idx[c]) for c in chosen] == [2, 3, 4]
     assert removed["outside rank window"] == 3
-    cfg = MiningConfig(positive_ratio=None, sampling="random", range_max=6)
+    cfg = top_n(positive_ratio=None, sampling="random", range_max=6)
     picks = {tuple(select_hard(pool, 0, {0}, cfg, 2, pair_rng(s, "q", "p"), Counter())) for s in range(20)}
     assert len(picks) > 1 and all(len(p) == 2 for p in picks)
 
@@ -71,16 +77,16 @@ def _picked(pool, chosen):
 def test_absolute_margin_floor_and_ceiling_by_hand():
     pool = _pool([[1.0, 0.95, 0.8, 0.6, 0.5, 0.2]])  # fused = raw; doc 0 is the positive
     removed = Counter()
-    cfg = MiningConfig(positive_ratio=None, absolute_margin=0.1)
+    cfg = top_n(positive_ratio=None, absolute_margin=0.1)
     # kept: fused <= 1.0 - 0.1 -> docs 2.. (0.95 is within the margin)
     assert _picked(pool, select_hard(pool, 0, {0}, cfg, 2, pair_rng(0, "q", "p"), removed)) == [2, 3]
     assert removed["absolute margin"] == 1
     removed = Counter()
-    cfg = MiningConfig(positive_ratio=None, score_floor=0.55, score_ceiling=0.9)
+    cfg = top_n(positive_ratio=None, score_floor=0.55, score_ceiling=0.9)
     assert _picked(pool, select_hard(pool, 0, {0}, cfg, 5, pair_rng(0, "q", "p"), removed)) == [2, 3]
     assert removed["score ceiling"] == 1 and removed["score floor"] == 2
     with pytest.raises(ValueError, match="score_floor"):
-        MiningConfig(score_floor=1.0, score_ceiling=0.5)
+        top_n(score_floor=1.0, score_ceiling=0.5)
 
 
 def test_geometric_rule_by_hand():
@@ -92,11 +98,11 @@ def test_geometric_rule_by_hand():
     assert pool.doc_idx.tolist() == [0, 2, 1, 3]
     ctx = PairContext(dense_rows=[0], positive_similarity=np.array([0.95, 0.3, 1.0, 0.1]))
     removed = Counter()
-    chosen = select_hard(pool, 2, {1}, MiningConfig(positive_ratio=None, geometric=True), 3, pair_rng(0, "q", "p"),
+    chosen = select_hard(pool, 2, {1}, top_n(positive_ratio=None, geometric=True), 3, pair_rng(0, "q", "p"),
                          removed, ctx)
     assert _picked(pool, chosen) == [2] and removed["geometric rule"] == 2
     with pytest.raises(ValueError, match="dense"):
-        select_hard(pool, 2, {1}, MiningConfig(geometric=True), 3, pair_rng(0, "q", "p"), Counter())
+        select_hard(pool, 2, {1}, top_n(geometric=True), 3, pair_rng(0, "q", "p"), Counter())
 
 
 def test_likely_positives_need_every_member():
@@ -110,7 +116,7 @@ def test_likely_positives_need_every_member():
     pool = _pool([[1.0, 1.1, 0.5, 0.4]])
     removed = Counter()
     ctx = PairContext(flagged=np.array([True, False, False, False]))  # pool order: doc 1 (flagged), 0, 2, 3
-    chosen = select_hard(pool, 1, {0}, MiningConfig(positive_ratio=None), 3, pair_rng(0, "q", "p"), removed, ctx)
+    chosen = select_hard(pool, 1, {0}, top_n(positive_ratio=None), 3, pair_rng(0, "q", "p"), removed, ctx)
     assert _picked(pool, chosen) == [2, 3] and removed["likely positive"] == 1
 
 
@@ -123,7 +129,7 @@ def test_cross_encoder_veto_replaces_dropped_picks():
         return np.array([int(pool.doc_idx[p]) == 1 for p in positions])  # the judge thinks doc 1 is relevant
 
     removed = Counter()
-    chosen = select_hard(pool, 0, {0}, MiningConfig(positive_ratio=None), 2, pair_rng(0, "q", "p"), removed,
+    chosen = select_hard(pool, 0, {0}, top_n(positive_ratio=None), 2, pair_rng(0, "q", "p"), removed,
                          PairContext(veto=veto))
     assert _picked(pool, chosen) == [2, 3] and removed["cross-encoder denoise"] == 1
     assert seen == [[1, 2], [3]]  # only what would be picked is scored, then one stand-in
@@ -157,7 +163,7 @@ def members(request):
 def test_mine_ensemble_end_to_end(members):
     ds, dense, bm25 = members
     pairs = training_pairs(ds, "train")
-    result = mine(ds, pairs, Ensemble([dense, bm25]), MiningConfig(num_negatives=3, depth=12), "ensemble",
+    result = mine(ds, pairs, Ensemble([dense, bm25]), top_n(num_negatives=3, depth=12), "ensemble",
                   progress=False)
     assert len(result.pairs) == len(pairs) == 6
     q5 = [p for p in result.pairs if p.query_id == "q5"]
@@ -173,7 +179,7 @@ def test_mine_ensemble_end_to_end(members):
 
 def test_random_share_mixes_random_negatives(members):
     ds, dense, bm25 = members
-    cfg = MiningConfig(num_negatives=4, depth=12, random_share=0.5, positive_ratio=None)
+    cfg = top_n(num_negatives=4, depth=12, random_share=0.5, positive_ratio=None)
     result = mine(ds, training_pairs(ds, "train"), Ensemble([dense, bm25]), cfg, "mix", progress=False)
     for p in result.pairs:
         assert p.negative_sources == ["hard", "hard", "random", "random"]
@@ -209,7 +215,7 @@ CLUSTERS = {
 def test_mining_invariants(members, num_negatives, depth, ratio, range_min, width, sampling, share, fill,
                            use_members, fusion, rule, cluster, seed):
     ds, dense, bm25 = members
-    cfg = MiningConfig(num_negatives=num_negatives, depth=depth, positive_ratio=ratio, range_min=range_min,
+    cfg = top_n(num_negatives=num_negatives, depth=depth, positive_ratio=ratio, range_min=range_min,
                        range_max=None if width is None else range_min + width, sampling=sampling,
                        random_share=share, fill_shortfall=fill, **RULES[rule], **CLUSTERS[cluster])
     chosen = {"dense": [dense], "bm25": [bm25], "both": [dense, bm25], "random": None}[use_members]
@@ -248,7 +254,7 @@ def test_cluster_scope_keeps_negatives_in_the_querys_cluster(members):
     from hardneg.cluster import cluster_documents
 
     ds, dense, bm25 = members
-    cfg = MiningConfig(num_negatives=3, depth=12, positive_ratio=None, cluster="kmeans", clusters=3,
+    cfg = top_n(num_negatives=3, depth=12, positive_ratio=None, cluster="kmeans", clusters=3,
                        fill_shortfall="none")
     ens = Ensemble([dense, bm25], seed=0)
     result = mine(ds, training_pairs(ds, "train"), ens, cfg, "c", seed=0, progress=False)
@@ -264,7 +270,7 @@ def test_output_formats_for_sentence_transformers_losses(members):
     from hardneg.mine import as_hf_dataset
 
     ds, dense, bm25 = members
-    result = mine(ds, training_pairs(ds, "train"), Ensemble([dense, bm25]), MiningConfig(num_negatives=2, depth=12),
+    result = mine(ds, training_pairs(ds, "train"), Ensemble([dense, bm25]), top_n(num_negatives=2, depth=12),
                   "e", progress=False)
     ntuple, dropped = as_hf_dataset(result.pairs, "n-tuple", 2)
     assert ntuple.column_names == ["query", "positive", "negative_1", "negative_2"] and dropped == 0
@@ -290,8 +296,23 @@ def test_a_copy_of_the_positive_is_never_a_negative(tmp_path):
     bm25.index(ds.corpus.full_texts(), ds.corpus.ids)
     pairs = [("q1", "d01")]
     for ens in (Ensemble([bm25]), None):
-        result = mine(ds, pairs, ens, MiningConfig(num_negatives=11, depth=13, positive_ratio=None), "s",
+        result = mine(ds, pairs, ens, top_n(num_negatives=11, depth=13, positive_ratio=None), "s",
                       progress=False)
         assert "d99" not in result.pairs[0].negative_ids
         assert len(result.pairs[0].negative_ids) == 11  # the other 11 documents
         assert result.summary.removed["copy of a positive"] == 1
+
+
+def test_default_window_is_ranks_5_to_50_sampled_at_random():
+    # The measured default (docs/BENCHMARKS.md, "Five collections"): skip the 5 nearest candidates, sample the rest
+    # of the top 50 at random; the positive-aware filter stays on.
+    defaults = MiningConfig()
+    assert (defaults.range_min, defaults.range_max, defaults.sampling, defaults.positive_ratio) == (5, 50, "random",
+                                                                                                    0.95)
+    pool = _pool([[1.0] + [0.9 - 0.01 * i for i in range(60)]])
+    removed = Counter()
+    chosen = select_hard(pool, 0, {0}, defaults, 4, pair_rng(0, "q", "p"), removed)
+    assert len(chosen) == 4 and all(5 <= c < 50 for c in chosen)
+    assert chosen == select_hard(pool, 0, {0}, defaults, 4, pair_rng(0, "q", "p"), Counter())
+    with pytest.raises(ValueError, match="defaults are 5 and 50"):
+        MiningConfig(range_min=60)

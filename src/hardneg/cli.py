@@ -81,8 +81,9 @@ def mine_command(
         split: Annotated[str, typer.Option(help="qrels split whose pairs get negatives.")] = "train",
         num_negatives: Annotated[int, typer.Option("--num-negatives", "-n")] = 4,
         positive_ratio: Annotated[float, typer.Option(help="Positive-aware filter fraction; 0 disables.")] = 0.95,
-        range_min: int = 0, range_max: Annotated[int | None, typer.Option()] = None,
-        sampling: Annotated[str, typer.Option(help="top or random")] = "top",
+        range_min: Annotated[int, typer.Option(help="Skip this many top candidates; 0 for the paper's top-n.")] = 5,
+        range_max: Annotated[int | None, typer.Option(help="Ignore candidates from this rank on.")] = 50,
+        sampling: Annotated[str, typer.Option(help="top or random (within the window)")] = "random",
         random_share: Annotated[float, typer.Option(help="Share of negatives drawn at random.")] = 0.0,
         fusion: Annotated[str, typer.Option(help="zscore, minmax, rrf, mean, concat-pca or union")] = "zscore",
         mining_set: Annotated[list[str] | None, typer.Option(
