@@ -304,7 +304,7 @@ def test_a_copy_of_the_positive_is_never_a_negative(tmp_path):
 
 
 def test_default_window_is_ranks_5_to_50_sampled_at_random():
-    # The measured default (docs/BENCHMARKS.md, "Five collections"): skip the 5 nearest candidates, sample the rest
+    # The measured default (docs/BENCHMARKS.md, "Six collections"): skip the 5 nearest candidates, sample the rest
     # of the top 50 at random; the positive-aware filter stays on.
     defaults = MiningConfig()
     assert (defaults.range_min, defaults.range_max, defaults.sampling, defaults.positive_ratio) == (5, 50, "random",
