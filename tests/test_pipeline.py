@@ -108,7 +108,16 @@ def test_cli_run_and_mine(tmp_path, beir_dir, tiny_bert):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 6 and all(len(r["negatives"]) == 3 for r in rows)
-    assert json.loads(out.with_suffix(".summary.json").read_text())["summary"]["pairs"] == 6
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert summary["summary"]["pairs"] == 6
+    assert (summary["mining"]["range_min"], summary["mining"]["range_max"], summary["mining"]["sampling"]) == (
+        5, 50, "random")
+    # --mining overrides a named option (range_max has no "none" on the command line otherwise).
+    result = runner.invoke(app, ["mine", "-d", str(beir_dir), "-o", str(out), "--models", "hash,bm25",
+                                 "--range-min", "0", "--mining", "range_max=null", "--cache-dir",
+                                 str(tmp_path / "cache"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.with_suffix(".summary.json").read_text())["mining"]["range_max"] is None
     result = runner.invoke(app, ["mine", "-d", str(beir_dir), "-o", str(out), "--models", "hash", "--strategy",
                                  "dense:hash", "-n", "2", "--cache-dir", str(tmp_path / "cache"), "--no-progress",
                                  "--hf-dataset", str(tmp_path / "hf")])

@@ -82,7 +82,8 @@ def mine_command(
         num_negatives: Annotated[int, typer.Option("--num-negatives", "-n")] = 4,
         positive_ratio: Annotated[float, typer.Option(help="Positive-aware filter fraction; 0 disables.")] = 0.95,
         range_min: Annotated[int, typer.Option(help="Skip this many top candidates; 0 for the paper's top-n.")] = 5,
-        range_max: Annotated[int | None, typer.Option(help="Ignore candidates from this rank on.")] = 50,
+        range_max: Annotated[int | None, typer.Option(
+            help="Ignore candidates from this rank on (--mining range_max=null: no bound).")] = 50,
         sampling: Annotated[str, typer.Option(help="top or random (within the window)")] = "random",
         random_share: Annotated[float, typer.Option(help="Share of negatives drawn at random.")] = 0.0,
         fusion: Annotated[str, typer.Option(help="zscore, minmax, rrf, mean, concat-pca or union")] = "zscore",
@@ -114,10 +115,11 @@ def mine_command(
             if not sep:
                 raise ValueError(f"--mining {item!r}: expected KEY=VALUE")
             extra[key.strip()] = yaml.safe_load(value)
+        named = {"num_negatives": num_negatives, "positive_ratio": positive_ratio or None, "range_min": range_min,
+                 "range_max": range_max, "sampling": sampling, "random_share": random_share}
         cfg = RunConfig(dataset=dataset, data_dir=data_dir, ensemble=member_list, fusion=fusion, seed=seed,
-                        progress=not no_progress, strategies=[strat], mining=MiningConfig(
-                            num_negatives=num_negatives, positive_ratio=positive_ratio or None, range_min=range_min,
-                            range_max=range_max, sampling=sampling, random_share=random_share, **extra))
+                        progress=not no_progress, strategies=[strat],
+                        mining=MiningConfig(**{**named, **extra}))  # --mining KEY=VALUE wins (range_max=null)
         data = load_beir(resolve_dataset(dataset, data_dir))
         retrievers = Retrievers(data, cfg, cache_dir)
         members = cfg.members_for(strat)
