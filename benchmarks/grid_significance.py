@@ -23,6 +23,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -67,10 +68,16 @@ def merge(sources: list[dict[int, dict]]) -> dict[int, dict]:
     return merged
 
 
+@functools.cache
+def stored_per_query(summary: str) -> dict:
+    """A summary's per-query values, read once however many datasets ask (summaries run to megabytes)."""
+    return json.loads(Path(summary).read_text()).get("per_query", {})
+
+
 def load_source(source: str, dataset: str, seeds: list[int]) -> tuple[dict[int, dict], list[str]]:
     """seed -> first stage -> system -> metric -> query -> value, and what is missing, from a summary or folders."""
     if source.endswith(".json"):
-        stored = json.loads(Path(source).read_text()).get("per_query", {}).get(dataset, {})
+        stored = stored_per_query(source).get(dataset, {})
         found = {s: stored[str(s)] for s in seeds if stored.get(str(s))}
         return found, [f"{source} ({dataset}, seed {s})" for s in seeds if s not in found]
     folders = {s: Path(source.format(seed=s)) for s in seeds}

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from hardneg.config import Fusion as ConfigFusion
-from hardneg.config import MiningConfig
 from hardneg.mine import pair_rng
 from hardneg.retrieve import (
     FUSIONS,
@@ -21,6 +20,8 @@ from hardneg.retrieve import (
     normalise,
 )
 from hardneg.rules import interleave, select_hard
+
+from .helpers import top_n
 
 
 class Vectors(Retriever):
@@ -63,11 +64,6 @@ class Fixed(Retriever):
     def search(self, queries, k):
         idx = np.argsort(-self.scores, kind="stable")[:k]
         return np.tile(idx, (len(queries), 1)), np.tile(self.scores[idx], (len(queries), 1))
-
-def top_n(**settings) -> MiningConfig:
-    """Mining settings over the paper's top-n (no rank window, best first) unless a test sets its own: the
-    hand-computed cases below count from rank 0, while the defaults skip the first 5 ranks and sample."""
-    return MiningConfig(**{"range_min": 0, "range_max": None, "sampling": "top", **settings})
 
 
 def _unit(m):

@@ -20,11 +20,7 @@ from hardneg.rules import (
     similarity_ratio,
 )
 
-
-def top_n(**settings) -> MiningConfig:
-    """Mining settings over the paper's top-n (no rank window, best first) unless a test sets its own: the
-    hand-computed cases below count from rank 0, while the defaults skip the first 5 ranks and sample."""
-    return MiningConfig(**{"range_min": 0, "range_max": None, "sampling": "top", **settings})
+from .helpers import top_n
 
 
 def _pool(member_scores):

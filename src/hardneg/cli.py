@@ -10,6 +10,11 @@ from typing import Annotated
 import typer
 import yaml
 
+from .config import MiningConfig
+
+# `hardneg mine` options default to MiningConfig's own, so a measured default changes in one place.
+_MINING = {name: field.default for name, field in MiningConfig.model_fields.items()}
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Mine hard negatives with an embedding ensemble and train cross-encoder re-rankers.")
 
@@ -79,13 +84,16 @@ def mine_command(
         strategy: Annotated[str, typer.Option(help="random, bm25, dense:<model> or ensemble.")] = "ensemble",
         models: Annotated[str, typer.Option(help="Ensemble members, comma-separated.")] = "minilm,wordllama,bm25",
         split: Annotated[str, typer.Option(help="qrels split whose pairs get negatives.")] = "train",
-        num_negatives: Annotated[int, typer.Option("--num-negatives", "-n")] = 4,
-        positive_ratio: Annotated[float, typer.Option(help="Positive-aware filter fraction; 0 disables.")] = 0.95,
-        range_min: Annotated[int, typer.Option(help="Skip this many top candidates; 0 for the paper's top-n.")] = 5,
+        num_negatives: Annotated[int, typer.Option("--num-negatives", "-n")] = _MINING["num_negatives"],
+        positive_ratio: Annotated[float, typer.Option(help="Positive-aware filter fraction; 0 disables.")] = (
+            _MINING["positive_ratio"]),
+        range_min: Annotated[int, typer.Option(help="Skip this many top candidates; 0 for the paper's top-n.")] = (
+            _MINING["range_min"]),
         range_max: Annotated[int | None, typer.Option(
-            help="Ignore candidates from this rank on (--mining range_max=null: no bound).")] = 50,
-        sampling: Annotated[str, typer.Option(help="top or random (within the window)")] = "random",
-        random_share: Annotated[float, typer.Option(help="Share of negatives drawn at random.")] = 0.0,
+            help="Ignore candidates from this rank on (--mining range_max=null: no bound).")] = _MINING["range_max"],
+        sampling: Annotated[str, typer.Option(help="top or random (within the window)")] = _MINING["sampling"],
+        random_share: Annotated[float, typer.Option(help="Share of negatives drawn at random.")] = (
+            _MINING["random_share"]),
         fusion: Annotated[str, typer.Option(help="zscore, minmax, rrf, mean, concat-pca or union")] = "zscore",
         mining_set: Annotated[list[str] | None, typer.Option(
             "--mining", help="Any other mining setting as KEY=VALUE (repeatable), e.g. --mining cluster=kmeans "
@@ -99,7 +107,7 @@ def mine_command(
     Example: hardneg mine -d scifact -o scifact-negatives.jsonl --strategy ensemble --num-negatives 4
     --mining likely_positive_ratio=1.0
     """
-    from .config import MiningConfig, RunConfig, StrategyConfig
+    from .config import RunConfig, StrategyConfig
     from .data import DataError, load_beir, resolve_dataset
     from .io import write_json, write_jsonl
     from .mine import as_hf_dataset, mine, training_pairs
