@@ -2,7 +2,7 @@
 
 The runs of ``benchmarks/ablation.py`` share their seeded test queries within a seed, so a (seed, query) pair is one
 paired unit: for every strategy, the re-ranker trained with setting X and the one trained with the reference
-setting are compared on the same units with ranx's Fisher randomisation test, and p-values are corrected with Holm
+setting are compared on the same units with a seeded Fisher randomisation test, and p-values are corrected with Holm
 over every comparison of the grid. Bootstrap 95% intervals are given for each mean and each difference.
 
 Each ``--grid LABEL=SOURCE`` is either a run-folder pattern with ``{seed}`` (read from each run's analysis.json) or
@@ -33,9 +33,8 @@ from ablation import (  # benchmarks/ablation.py, next to this script
     PER_QUERY_METRICS,
     per_query,
 )
-from ranx.statistical_tests import fisher_randomization_test
 
-from hardneg.evaluate import adjust_pvalues, bootstrap_ci
+from hardneg.evaluate import adjust_pvalues, bootstrap_ci, paired_test
 from hardneg.io import write_json
 
 METRICS = list(PER_QUERY_METRICS)
@@ -217,7 +216,7 @@ def main() -> None:
                 units = sorted(set(control_values[metric]) & set(metrics[metric]))
                 control = np.array([control_values[metric][q] for q in units])
                 treatment = np.array([metrics[metric][q] for q in units])
-                p, _ = fisher_randomization_test(control, treatment, args.permutations, 0.05, 42)
+                p = paired_test(control, treatment, "fisher", args.permutations, 42)
                 diff = treatment - control
                 tests.append({"setting": label, "system": system, "metric": metric, "units": len(units),
                               "delta": float(diff.mean()), "delta_ci95": list(bootstrap_ci(diff.tolist())),
@@ -230,7 +229,7 @@ def main() -> None:
             row["significant"] = adjusted < 0.05
     write_json(args.output, {"command": " ".join(["python", *sys.argv]), "reference": args.reference,
                              "datasets": args.dataset, "seeds": args.seeds, "first_stage": args.first_stage,
-                             "test": "fisher (ranx), Holm",
+                             "test": "fisher (seeded numpy sign flips), Holm",
                              "missing_runs": missing, "means": means, "comparisons": tests})
     for metric in METRICS:
         print(f"\n{markdown(means, tests, args.reference, metric)}\n")
