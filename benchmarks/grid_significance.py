@@ -122,6 +122,65 @@ def dataset_means(values: dict[str, float]) -> dict[str, float]:
     return {d: float(np.mean(v)) for d, v in sorted(groups.items())}
 
 
+def dataset_seed_means(values: dict[str, float]) -> dict[str, dict[str, float]]:
+    """dataset (``all`` when not pooled) -> seed (``s1``) -> mean, from ``{dataset}/s{seed}:{query}`` keys."""
+    groups: dict[str, dict[str, list[float]]] = {}
+    for q, v in values.items():
+        dataset, slash, rest = q.rpartition("/")
+        groups.setdefault(dataset if slash else "all", {}).setdefault(rest.partition(":")[0], []).append(v)
+    return {d: {s: float(np.mean(v)) for s, v in sorted(seeds.items())} for d, seeds in sorted(groups.items())}
+
+
+def plot(grid: dict, metrics: list[str], path: str) -> None:
+    """Grouped bars, one panel per metric: each re-ranker's mean per collection (and pooled), seeds as dots.
+
+    Interpolated rows are left out (they sit at the first stage's level); the first stage is drawn as a bar too.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    bars = [(label, system) for label, systems in grid.items() for system in sorted(systems, key=lambda s: (
+        s != "first stage", s)) if not system.endswith(" + first stage")]
+    bars = [b for i, b in enumerate(bars) if b[1] != "first stage" or b[1] not in [x[1] for x in bars[:i]]]
+    several_labels = len(grid) > 1
+    figure, axes = plt.subplots(len(metrics), 1, figsize=(max(7, 1.2 * len(bars) + 3), 3.2 * len(metrics)),
+                                squeeze=False)
+    for axis, metric in zip(axes[:, 0], metrics):
+        per_bar = [dataset_seed_means(grid[label][system][metric]) for label, system in bars]
+        datasets = sorted({d for cells in per_bar for d in cells})
+        groups = datasets + (["pooled"] if len(datasets) > 1 else [])
+        width = 0.8 / len(bars)
+        for i, ((label, system), cells) in enumerate(zip(bars, per_bar)):
+            values = grid[label][system][metric]
+            xs, heights, dots = [], [], []
+            for g, group in enumerate(groups):
+                x = g + (i - (len(bars) - 1) / 2) * width
+                if group == "pooled":
+                    xs.append(x)
+                    heights.append(float(np.mean(list(values.values()))))
+                elif group in cells:
+                    xs.append(x)
+                    heights.append(float(np.mean([v for q, v in values.items()
+                                                  if q.startswith(f"{group}/") or group == "all"])))
+                    dots += [(x, v) for v in cells[group].values()]
+            name = f"{label}: {system}" if several_labels and system != "first stage" else system
+            axis.bar(xs, heights, width * 0.95, label=name, color=f"C{i % 10}")
+            if dots:
+                axis.scatter(*zip(*dots), s=8, color="black", zorder=3)
+        axis.set_xticks(range(len(groups)), groups)
+        axis.set_ylabel(metric)
+        axis.set_ylim(0, 1)
+        axis.grid(axis="y", alpha=0.3)
+    axes[0, 0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    axes[0, 0].set_title("re-ranking alone: mean per collection (bars), one dot per seed", fontsize=9)
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight")  # keeps the legend beside the plot
+    plt.close(figure)
+
+
 def markdown(means: dict, tests: list[dict], reference: str, metric: str) -> str:
     """Rows: system x setting; mean ± seed std, pooled 95% CI, and the difference from the reference setting."""
     by_key = {(t["setting"], t["system"], t["metric"]): t for t in tests}
@@ -167,6 +226,7 @@ def main() -> None:
                         help="Which dataset(s) of the summary files to read; several are pooled.")
     parser.add_argument("--permutations", type=int, default=10000)
     parser.add_argument("--output", required=True)
+    parser.add_argument("--plot", help="Also write a PNG of the means per collection and seed (matplotlib).")
     args = parser.parse_args()
 
     sources: dict[str, list[str]] = {}
@@ -235,6 +295,9 @@ def main() -> None:
         print(f"\n{markdown(means, tests, args.reference, metric)}\n")
         if len(args.dataset) > 1:
             print(f"\n{by_dataset_markdown(means, metric)}\n")
+    if args.plot:
+        plot(grid, METRICS, args.plot)
+        print(f"plot: {args.plot}")
     if missing:
         print(f"left out (unfinished): {', '.join(missing)}", file=sys.stderr)
 

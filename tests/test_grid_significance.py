@@ -67,7 +67,7 @@ def test_one_label_merges_sources_and_several_datasets_pool(tmp_path, monkeypatc
     monkeypatch.setattr(sys, "argv", [
         "grid_significance.py", "--reference", "mnrl:ensemble", "--dataset", "alpha", "beta", "--seeds", "1", "2",
         "--grid", f"mnrl={references}", "--grid", f"mnrl={new_rule}", "--grid", f"mnrl={other}",
-        "--permutations", "100", "--output", str(out)])
+        "--permutations", "100", "--output", str(out), "--plot", str(tmp_path / "means.png")])
     grid.main()
 
     result = json.loads(out.read_text())
@@ -80,6 +80,14 @@ def test_one_label_merges_sources_and_several_datasets_pool(tmp_path, monkeypatc
     assert (test["system"], test["units"], test["wins"], test["losses"]) == ("window", 6, 6, 0)
     assert test["delta"] == pytest.approx((0.5 + 0.25 + 1.0) * 2 / 6)
     assert "| window | mnrl | 0.750 | 1.000 |" in capsys.readouterr().out
+    assert (tmp_path / "means.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_seed_means_per_dataset_for_the_plot():
+    grid = load("grid_significance")
+    pooled = {"alpha/s1:q1": 1.0, "alpha/s1:q2": 0.0, "alpha/s2:q1": 0.5, "beta/s1:q1": 0.25}
+    assert grid.dataset_seed_means(pooled) == {"alpha": {"s1": 0.5, "s2": 0.5}, "beta": {"s1": 0.25}}
+    assert grid.dataset_seed_means({"s1:q1": 1.0, "s2:q1": 0.0}) == {"all": {"s1": 1.0, "s2": 0.0}}
 
 
 def test_a_dataset_no_source_holds_is_reported_missing(tmp_path, monkeypatch):
