@@ -122,13 +122,18 @@ def dataset_means(values: dict[str, float]) -> dict[str, float]:
     return {d: float(np.mean(v)) for d, v in sorted(groups.items())}
 
 
-def dataset_seed_means(values: dict[str, float]) -> dict[str, dict[str, float]]:
-    """dataset (``all`` when not pooled) -> seed (``s1``) -> mean, from ``{dataset}/s{seed}:{query}`` keys."""
+def by_dataset_and_seed(values: dict[str, float]) -> dict[str, dict[str, list[float]]]:
+    """dataset (``all`` when not pooled) -> seed (``s1``) -> values, from ``{dataset}/s{seed}:{query}`` keys."""
     groups: dict[str, dict[str, list[float]]] = {}
     for q, v in values.items():
         dataset, slash, rest = q.rpartition("/")
         groups.setdefault(dataset if slash else "all", {}).setdefault(rest.partition(":")[0], []).append(v)
-    return {d: {s: float(np.mean(v)) for s, v in sorted(seeds.items())} for d, seeds in sorted(groups.items())}
+    return {d: dict(sorted(seeds.items())) for d, seeds in sorted(groups.items())}
+
+
+def dataset_seed_means(values: dict[str, float]) -> dict[str, dict[str, float]]:
+    """dataset (``all`` when not pooled) -> seed -> mean."""
+    return {d: {s: float(np.mean(v)) for s, v in seeds.items()} for d, seeds in by_dataset_and_seed(values).items()}
 
 
 def plot(grid: dict, metrics: list[str], path: str) -> None:
@@ -141,30 +146,29 @@ def plot(grid: dict, metrics: list[str], path: str) -> None:
     matplotlib.use("Agg")  # files only, never a window
     import matplotlib.pyplot as plt
 
-    bars = [(label, system) for label, systems in grid.items() for system in sorted(systems, key=lambda s: (
-        s != "first stage", s)) if not system.endswith(" + first stage")]
-    bars = [b for i, b in enumerate(bars) if b[1] != "first stage" or b[1] not in [x[1] for x in bars[:i]]]
+    first_label = next(iter(grid))  # the first stage is the same under every label: one bar for it
+    bars = [(label, system) for label, systems in grid.items()
+            for system in sorted(systems, key=lambda s: (s != "first stage", s))
+            if not system.endswith(" + first stage") and (system != "first stage" or label == first_label)]
     several_labels = len(grid) > 1
     figure, axes = plt.subplots(len(metrics), 1, figsize=(max(7, 1.2 * len(bars) + 3), 3.2 * len(metrics)),
                                 squeeze=False)
     for axis, metric in zip(axes[:, 0], metrics):
-        per_bar = [dataset_seed_means(grid[label][system][metric]) for label, system in bars]
+        per_bar = [by_dataset_and_seed(grid[label][system][metric]) for label, system in bars]
         datasets = sorted({d for cells in per_bar for d in cells})
         groups = datasets + (["pooled"] if len(datasets) > 1 else [])
         width = 0.8 / len(bars)
         for i, ((label, system), cells) in enumerate(zip(bars, per_bar)):
-            values = grid[label][system][metric]
             xs, heights, dots = [], [], []
             for g, group in enumerate(groups):
                 x = g + (i - (len(bars) - 1) / 2) * width
                 if group == "pooled":
                     xs.append(x)
-                    heights.append(float(np.mean(list(values.values()))))
+                    heights.append(float(np.mean(list(grid[label][system][metric].values()))))
                 elif group in cells:
                     xs.append(x)
-                    heights.append(float(np.mean([v for q, v in values.items()
-                                                  if q.startswith(f"{group}/") or group == "all"])))
-                    dots += [(x, v) for v in cells[group].values()]
+                    heights.append(float(np.mean([v for seed in cells[group].values() for v in seed])))
+                    dots += [(x, float(np.mean(seed))) for seed in cells[group].values()]
             name = f"{label}: {system}" if several_labels and system != "first stage" else system
             axis.bar(xs, heights, width * 0.95, label=name, color=f"C{i % 10}")
             if dots:

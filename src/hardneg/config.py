@@ -203,7 +203,8 @@ class EvalConfig(_Strict):
     extra_rerankers: list[str] = Field(default_factory=list, description="re-rankers hardneg did not train (any "
                                        "CrossEncoder folder or hub id), evaluated on the same footing")
     significance: Literal["fisher", "student"] = Field("fisher", description="paired test between systems, per "
-                                                       "query: Fisher's randomisation (seeded) or Student's paired t-test")
+                                                       "query: Fisher's randomisation (seeded) or Student's "
+                                                       "paired t-test")
     correction: Literal["holm", "bonferroni", "none"] = Field("holm", description="multiple-comparison correction "
                                                               "over all pairs of systems, per metric")
     bootstrap: int = Field(1000, ge=100, description="bootstrap resamples (of queries) for the 95% intervals")
