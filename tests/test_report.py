@@ -78,6 +78,15 @@ def test_report_files(run_dir):
     assert images and all((run_dir / p).is_file() for p in images)
     assert page.count("data:image/png;base64,") == len(images)
     assert "| a | first stage alone |" in md and '"loss": "lambda"' in md
+    # every interpolation weight comes with the dev curve it was chosen from, drawn in the report
+    rows = json.loads((run_dir / "results.json").read_text())["rows"]
+    interpolated = [r for r in rows if r["mode"] == "interpolated"]
+    assert interpolated
+    for row in interpolated:
+        weights = [a for a, _ in row["alpha_curve"]]
+        assert weights == sorted(weights) and len(weights) == 11 and row["alpha"] in weights
+        assert max(v for _, v in row["alpha_curve"]) == dict(map(tuple, row["alpha_curve"]))[row["alpha"]]
+    assert "## Interpolation weights" in md and "report/interpolation.png" in md
     assert "### Short and long documents (ensemble)" in md  # extra row groups (issue 3's length split)
 
 

@@ -278,10 +278,12 @@ class Row:
     metrics: dict[str, float]
     alpha: float | None = None
     by_length: dict[str, dict[str, float]] | None = None  # the same metrics on short and long documents' queries
+    alpha_curve: list[tuple[float, float]] | None = None  # (weight, dev metric) behind ``alpha``, to judge its noise
 
     def as_dict(self) -> dict:
         return {"first_stage": self.first_stage, "reranker": self.reranker, "mode": self.mode,
-                "alpha": self.alpha, "metrics": self.metrics, "by_length": self.by_length}
+                "alpha": self.alpha, "metrics": self.metrics, "by_length": self.by_length,
+                "alpha_curve": [list(point) for point in self.alpha_curve] if self.alpha_curve else None}
 
 
 def write_trec(path: str | Path, run: RunDict, tag: str) -> None:

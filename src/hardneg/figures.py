@@ -124,3 +124,23 @@ def wins_chart(path: Path, deltas: list[tuple[str, float]], best: str, base: str
         return fig
 
     return _figure(path, draw)
+
+
+def interpolation_curves(path: Path, rows: list[Row]) -> Path:
+    """Dev nDCG@10 against the interpolation weight, one line per interpolated re-ranker, the chosen weight marked."""
+
+    def draw(plt):
+        fig, ax = plt.subplots(figsize=(6.5, 3.2))
+        for i, row in enumerate(rows):
+            weights, values = zip(*row.alpha_curve)
+            label = f"{system_label(row.reranker)} ({row.first_stage})"
+            ax.plot(weights, values, marker=".", color=f"C{i % 10}", label=label)
+            ax.scatter([row.alpha], [dict(row.alpha_curve)[row.alpha]], s=60, facecolors="none",
+                       edgecolors=f"C{i % 10}", zorder=3)
+        ax.set_xlabel("weight of the re-ranker (0: first stage alone)")
+        ax.set_ylabel("dev nDCG@10")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+        return fig
+
+    return _figure(path, draw)

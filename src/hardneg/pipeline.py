@@ -356,11 +356,14 @@ def evaluate_all(dataset: Dataset, config: RunConfig, retrievers: Retrievers, mo
             systems[name][system] = reranked
             if tune:
                 dev_scores = doc_scores(store["dev"], {name: runs["dev"]})
-                alpha, _ = tune_alpha(dev_qrels, runs["dev"], dev_scores, ev.rerank_depth)
+                alpha, curve = tune_alpha(dev_qrels, runs["dev"], dev_scores, ev.rerank_depth)
+                logger.info("Interpolation weight for %s on %s: %.1f (dev nDCG@10 by weight: %s)", system, name,
+                            alpha, ", ".join(f"{a:.1f}: {v:.3f}" for a, v in curve.items()))
                 mixed = rerank_run(runs["test"], test_scores, ev.rerank_depth, alpha)
                 write_trec(out / "runs" / f"{slug(name)}.{slug(system)}+interpolated.{ev.split}.trec", mixed,
                            f"{slug(system)}+interpolated")
-                rows.append(Row(name, system, "interpolated", alpha=alpha, **measure(mixed)))
+                rows.append(Row(name, system, "interpolated", alpha=alpha, alpha_curve=list(curve.items()),
+                                **measure(mixed)))
                 systems[name][f"{system} + first stage"] = mixed
         logger.info("Evaluated re-ranker %s", system)
     # Significance and intervals: systems that rank the same first stage's candidates are compared pairwise.

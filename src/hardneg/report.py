@@ -262,7 +262,8 @@ def build_report(run_dir: str | Path, seed: int = 42) -> ReportFiles:
         raise FileNotFoundError(f"{results_path}: no results; run `hardneg run` for this folder first.")
     results = read_json(results_path)
     settings, config = results["settings"], results["settings"]["config"]
-    rows = [Row(r["first_stage"], r["reranker"], r["mode"], r["metrics"], r.get("alpha"), r.get("by_length"))
+    rows = [Row(r["first_stage"], r["reranker"], r["mode"], r["metrics"], r.get("alpha"), r.get("by_length"),
+                [tuple(point) for point in r["alpha_curve"]] if r.get("alpha_curve") else None)
             for r in results["rows"]]
     metrics = list(rows[0].metrics) if rows else []
     analysis = load_analysis(run_dir, config, rows)
@@ -303,6 +304,15 @@ def build_report(run_dir: str | Path, seed: int = 42) -> ReportFiles:
                   for r in grouped for group, values in r.by_length.items()]
             md += [f"### Short and long documents ({fs})", "", _md_table(lh, lc), ""]
             html_parts += [f"<h3>Short and long documents ({html.escape(fs)})</h3>", _html_table(lh, lc)]
+
+    # The interpolation weights: how each was chosen on the dev queries, and how flat (or noisy) that choice was.
+    curves = [r for r in rows if r.alpha_curve]
+    if curves:
+        png = figures.interpolation_curves(fig_dir / "interpolation.png", curves)
+        caption = (f"Interpolation weight (1 = re-ranker alone, 0 = first stage alone) against dev nDCG@10, "
+                   f"{settings['dev_queries']} dev queries; the chosen weight is marked")
+        md += ["## Interpolation weights", "", f"{caption}:", "", f"![{caption}]({png.relative_to(run_dir)})", ""]
+        html_parts += ["<h2>Interpolation weights</h2>", f"<p>{html.escape(caption)}:</p>", _img(png, caption)]
 
     # Wins and losses: the best fine-tuned re-ranker vs. the base model (the first stage alone when the run did
     # not evaluate the base model), on the first re-ranked first stage.
