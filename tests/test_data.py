@@ -151,3 +151,19 @@ def test_download_refuses_to_overwrite_a_user_folder(tmp_path):
     with pytest.raises(DataError, match="will not overwrite"):
         download_beir("scifact", tmp_path, url="http://127.0.0.1:9/scifact.zip", timeout=1)
     assert (tmp_path / "scifact" / "notes.txt").is_file()
+
+
+def test_signature_follows_content_not_path_or_mtime(tmp_path):
+    import os
+    import shutil
+
+    first = write_beir(tmp_path / "a")
+    copy = tmp_path / "elsewhere" / "b"
+    shutil.copytree(first, copy)  # a new folder, new mtimes: the same data
+    os.utime(copy / "corpus.jsonl", (1, 1))
+    assert load_beir(first).signature == load_beir(copy).signature
+    with (copy / "corpus.jsonl").open("a") as f:
+        f.write(json.dumps({"_id": "extra", "title": "", "text": "one more document"}) + "\n")
+    assert load_beir(first).signature != load_beir(copy).signature
+    # the qrels read are part of it: asking for one split only is other data
+    assert load_beir(first, splits=["train"]).signature != load_beir(first).signature

@@ -112,7 +112,7 @@ class Dataset:
     queries: Queries
     qrels: dict[str, Qrels]
     report: LoadReport
-    signature: str = ""  # size and mtime of the files read: finished stages are reused only for the same data
+    signature: str = ""  # hash of the files read: finished stages are reused only for the same data
 
     def positives(self, split: str) -> dict[str, list[str]]:
         """Relevant document ids per query of a split, in qrels order."""
@@ -285,12 +285,27 @@ def load_beir(path: str | Path, splits: list[str] | None = None, name: str | Non
     if unused:
         report.skip("query in no qrels split (unused)", f"{unused} queries")
     files = [root / "corpus.jsonl", root / "queries.jsonl"] + [qrels_dir / f"{s}.tsv" for s in wanted]
-    stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    signature = hashlib.sha1(json.dumps(stats).encode()).hexdigest()[:12]
-    dataset = Dataset(name or root.name, corpus, queries, qrels, report, signature)
+    dataset = Dataset(name or root.name, corpus, queries, qrels, report, content_signature(root, files))
     logger.info("Loaded %s: %d documents, %d queries, splits %s; %s", dataset.name, len(corpus), len(queries),
                 {s: len(q) for s, q in qrels.items()}, report.summary())
     return dataset
+
+
+def content_signature(root: Path, files: list[Path]) -> str:
+    """A hash of the files' names (relative to ``root``) and bytes.
+
+    Content, not size and mtime: a dataset copied to another machine or folder, re-downloaded or touched keeps
+    its finished stages (sizes and mtimes made every run start over when the same files were provisioned
+    again). Hashing costs about a second per GB, small beside parsing the JSON.
+    """
+    digest = hashlib.sha1()
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()[:12]
 
 
 def data_dir(explicit: str | Path | None = None) -> Path:
