@@ -114,12 +114,8 @@ def seed_means(values: dict[str, float], seeds: list[int]) -> list[float]:
 
 def dataset_means(values: dict[str, float]) -> dict[str, float]:
     """Mean per pooled dataset (queries are ``{dataset}/s{seed}:{query}``); empty for a single dataset."""
-    groups: dict[str, list[float]] = {}
-    for q, v in values.items():
-        dataset, slash, _ = q.partition("/")
-        if slash:
-            groups.setdefault(dataset, []).append(v)
-    return {d: float(np.mean(v)) for d, v in sorted(groups.items())}
+    return {d: float(np.mean([v for seed in seeds.values() for v in seed]))
+            for d, seeds in by_dataset_and_seed(values).items() if d != "all"}
 
 
 def by_dataset_and_seed(values: dict[str, float]) -> dict[str, dict[str, list[float]]]:

@@ -285,6 +285,13 @@ class Row:
                 "alpha": self.alpha, "metrics": self.metrics, "by_length": self.by_length,
                 "alpha_curve": [list(point) for point in self.alpha_curve] if self.alpha_curve else None}
 
+    @classmethod
+    def from_dict(cls, row: dict) -> Row:
+        """The inverse of ``as_dict`` (rows of results.json; older files lack the later fields)."""
+        curve = row.get("alpha_curve")
+        return cls(row["first_stage"], row["reranker"], row["mode"], row["metrics"], row.get("alpha"),
+                   row.get("by_length"), [tuple(point) for point in curve] if curve else None)
+
 
 def write_trec(path: str | Path, run: RunDict, tag: str) -> None:
     with atomic_write(path) as handle:

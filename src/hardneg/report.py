@@ -262,9 +262,7 @@ def build_report(run_dir: str | Path, seed: int = 42) -> ReportFiles:
         raise FileNotFoundError(f"{results_path}: no results; run `hardneg run` for this folder first.")
     results = read_json(results_path)
     settings, config = results["settings"], results["settings"]["config"]
-    rows = [Row(r["first_stage"], r["reranker"], r["mode"], r["metrics"], r.get("alpha"), r.get("by_length"),
-                [tuple(point) for point in r["alpha_curve"]] if r.get("alpha_curve") else None)
-            for r in results["rows"]]
+    rows = [Row.from_dict(r) for r in results["rows"]]
     metrics = list(rows[0].metrics) if rows else []
     analysis = load_analysis(run_dir, config, rows)
     negatives = _load_negatives(run_dir)
