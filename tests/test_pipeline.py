@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import pytest
@@ -47,13 +48,15 @@ def _config(tmp_path, beir_dir, tiny_bert, **extra):
     return path
 
 
-def test_run_end_to_end_and_resume(tmp_path, beir_dir, tiny_bert):
+def test_run_end_to_end_and_resume(tmp_path, beir_dir, tiny_bert, caplog):
     from sentence_transformers import CrossEncoder
 
     from hardneg import load_config, run
 
     path = _config(tmp_path, beir_dir, tiny_bert)
-    result = run(load_config(path))
+    with caplog.at_level(logging.WARNING, logger="hardneg.pipeline"):
+        result = run(load_config(path))
+    assert "tuned on only" in caplog.text  # the fixture's handful of dev queries
     out = tmp_path / "run"
     systems = {(r.first_stage, r.reranker, r.mode) for r in result.rows}
     assert ("ensemble", "none", "first stage") in systems
@@ -80,6 +83,15 @@ def test_run_end_to_end_and_resume(tmp_path, beir_dir, tiny_bert):
     again = run(load_config(path))
     assert os.stat(model_file).st_mtime_ns == before
     assert [r.metrics for r in again.rows] == [r.metrics for r in result.rows]
+
+    # A fixed interpolation weight replaces the dev-tuned one (without retraining) and reorders by that weight.
+    fixed = run(load_config(path, {"evaluate": {"depth": 10, "rerank_depth": 5, "batch_size": 16,
+                                                "interpolation_weight": 0.3}}))
+    assert os.stat(model_file).st_mtime_ns == before
+    mixed = [r for r in fixed.rows if r.mode == "interpolated"]
+    assert len(mixed) == 5 and all(r.alpha == 0.3 and r.alpha_curve is None for r in mixed)
+    assert [r.metrics for r in fixed.rows if r.mode == "rerank"] == [r.metrics for r in result.rows
+                                                                      if r.mode == "rerank"]
 
     # Changing the mining settings re-mines and retrains that strategy only.
     random_model = out / "strategies" / "random" / "model" / "hardneg_training.json"

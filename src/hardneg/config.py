@@ -209,6 +209,9 @@ class EvalConfig(_Strict):
                                                               "over all pairs of systems, per metric")
     bootstrap: int = Field(1000, ge=100, description="bootstrap resamples (of queries) for the 95% intervals")
     interpolate: bool = Field(True, description="also report re-ranker + first-stage score mix, weight tuned on dev")
+    interpolation_weight: float | None = Field(
+        None, ge=0, le=1, description="a fixed re-ranker weight for the mix instead of tuning it on dev (needs no "
+        "dev queries; with fewer than 30 dev queries a fixed 0.2 did as well as tuning, docs/BENCHMARKS.md)")
     batch_size: int = Field(64, ge=1)
 
 

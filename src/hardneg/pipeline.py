@@ -55,6 +55,9 @@ from .retrieve import Ensemble, Retriever, make_retriever
 from .train import dev_samples, load_cross_encoder, train_reranker, training_info
 
 logger = logging.getLogger(__name__)
+# Below this many dev queries a tuned interpolation weight did no better than a fixed one
+# (benchmarks/interpolation_weights.json), so the run warns.
+SMALL_DEV = 30
 
 
 @dataclass(frozen=True)
@@ -320,7 +323,11 @@ def evaluate_all(dataset: Dataset, config: RunConfig, retrievers: Retrievers, mo
                 merged.setdefault(q, {}).update(docs)
         return merged
 
-    tune = ev.interpolate and bool(dev_ids)
+    fixed_weight = ev.interpolate and ev.interpolation_weight is not None
+    tune = ev.interpolate and not fixed_weight and bool(dev_ids)
+    if tune and len(dev_ids) < SMALL_DEV:
+        logger.warning("The interpolation weight is tuned on only %d dev queries, a noisy choice; "
+                       "evaluate.interpolation_weight fixes it instead", len(dev_ids))
     first_stages: dict[str, dict[str, RunDict]] = {}
     for name in ev.first_stages:
         ensemble = retrievers.first_stage(name)
@@ -354,16 +361,20 @@ def evaluate_all(dataset: Dataset, config: RunConfig, retrievers: Retrievers, mo
             write_trec(out / "runs" / f"{slug(name)}.{slug(system)}.{ev.split}.trec", reranked, slug(system))
             rows.append(Row(name, system, "rerank", **measure(reranked)))
             systems[name][system] = reranked
-            if tune:
-                dev_scores = doc_scores(store["dev"], {name: runs["dev"]})
-                alpha, curve = tune_alpha(dev_qrels, runs["dev"], dev_scores, ev.rerank_depth)
-                logger.info("Interpolation weight for %s on %s: %.1f (dev nDCG@10 by weight: %s)", system, name,
-                            alpha, ", ".join(f"{a:.1f}: {v:.3f}" for a, v in curve.items()))
+            if tune or fixed_weight:
+                curve = None
+                if tune:
+                    dev_scores = doc_scores(store["dev"], {name: runs["dev"]})
+                    alpha, curve = tune_alpha(dev_qrels, runs["dev"], dev_scores, ev.rerank_depth)
+                    logger.info("Interpolation weight for %s on %s: %.1f (dev nDCG@10 by weight: %s)", system,
+                                name, alpha, ", ".join(f"{a:.1f}: {v:.3f}" for a, v in curve.items()))
+                else:
+                    alpha = ev.interpolation_weight
                 mixed = rerank_run(runs["test"], test_scores, ev.rerank_depth, alpha)
                 write_trec(out / "runs" / f"{slug(name)}.{slug(system)}+interpolated.{ev.split}.trec", mixed,
                            f"{slug(system)}+interpolated")
-                rows.append(Row(name, system, "interpolated", alpha=alpha, alpha_curve=list(curve.items()),
-                                **measure(mixed)))
+                rows.append(Row(name, system, "interpolated", alpha=alpha,
+                                alpha_curve=list(curve.items()) if curve else None, **measure(mixed)))
                 systems[name][f"{system} + first stage"] = mixed
         logger.info("Evaluated re-ranker %s", system)
     # Significance and intervals: systems that rank the same first stage's candidates are compared pairwise.
