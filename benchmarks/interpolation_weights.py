@@ -88,7 +88,7 @@ def summarise(records: list[dict]) -> dict:
     out = {}
     for name, rows in groups.items():
         summary = {"rows": len(rows), "dev_queries": sorted({r["dev_queries"] for r in rows}),
-                   "tuned_weights": {str(a): sum(r["tuned"] == a for r in rows) for a in ALPHAS}}
+                   "tuned_weights": {str(a): sum(float(r["tuned"]) == float(a) for r in rows) for a in ALPHAS}}
         for m in METRICS:
             fixed = fixed_means(rows, m)
             tuned_each = [r["by_weight"][str(r["tuned"])][m] for r in rows]
