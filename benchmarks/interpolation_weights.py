@@ -55,13 +55,15 @@ def weight_rows(folder: Path) -> list[dict]:
             continue
         raw = scores_path.read_bytes()
         scores, first_stage = json.loads(raw)["scores"], read_trec(trec)
+        # what makes two rows the same: the re-ranker's scores, the first stage they mix with, the judged queries
+        identity = hashlib.sha1(raw + trec.read_bytes() + json.dumps(qrels, sort_keys=True).encode()).hexdigest()
         depth = settings["config"]["evaluate"]["rerank_depth"]
         by_weight = {a: evaluate_run(qrels, rerank_run(first_stage, scores, depth, a), METRICS) for a in ALPHAS}
         out.append({"folder": str(folder), "dataset": settings["dataset"], "seed": settings["config"]["seed"],
                     "reranker": row["reranker"], "dev_queries": settings.get("dev_queries"),
                     "tuned": row["alpha"], "recorded": {m: row["metrics"][m] for m in METRICS},
                     "by_weight": {str(a): v for a, v in by_weight.items()},
-                    "scores_sha1": hashlib.sha1(raw).hexdigest() + trec.name})
+                    "identity": identity})
     return out
 
 
@@ -118,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     records, seen = [], set()
     for folder in run_folders(args.roots):
         for record in weight_rows(folder):
-            if record["scores_sha1"] in seen:
+            if record["identity"] in seen:
                 continue
-            seen.add(record["scores_sha1"])
+            seen.add(record["identity"])
             records.append(record)
     mismatched = [r["folder"] + ":" + r["reranker"] for r in records
                   if abs(r["by_weight"][str(r["tuned"])]["ndcg@10"] - r["recorded"]["ndcg@10"]) > 1e-6]

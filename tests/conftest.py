@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DOCS = [
     ("d01", "Solar panels", "Solar panels convert sunlight into electricity using photovoltaic cells."),
@@ -82,3 +86,15 @@ def tiny_bert(tmp_path_factory) -> str:
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """Import a script of benchmarks/ by name (it imports its neighbours, e.g. ablation, by their bare names)."""
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+    return load

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def fake_run(folder: Path, shift: float) -> None:
@@ -30,8 +19,8 @@ def fake_run(folder: Path, shift: float) -> None:
     (folder / "analysis.json").write_text(json.dumps({"first_stages": {"ensemble": {"per_query": per_query}}}))
 
 
-def test_summary_per_query_matches_run_folders(tmp_path):
-    ablation, grid = load("ablation"), load("grid_significance")
+def test_summary_per_query_matches_run_folders(tmp_path, load_benchmark):
+    ablation, grid = load_benchmark("ablation"), load_benchmark("grid_significance")
     for seed in (1, 2):
         fake_run(tmp_path / f"run-s{seed}", shift=0.1 * seed)
     stored = {"per_query": {"scifact": {str(s): ablation.per_query(tmp_path / f"run-s{s}") for s in (1, 2)}}}
@@ -58,8 +47,8 @@ def summary_file(path: Path, dataset: str, systems: dict[str, dict[str, float]])
     return str(path)
 
 
-def test_one_label_merges_sources_and_several_datasets_pool(tmp_path, monkeypatch, capsys):
-    grid = load("grid_significance")
+def test_one_label_merges_sources_and_several_datasets_pool(tmp_path, monkeypatch, capsys, load_benchmark):
+    grid = load_benchmark("grid_significance")
     references = summary_file(tmp_path / "refs.json", "alpha", {"ensemble": {"q1": 0.5, "q2": 0.25}})
     new_rule = summary_file(tmp_path / "rule.json", "alpha", {"window": {"q1": 1.0, "q2": 0.5}})
     other = summary_file(tmp_path / "other.json", "beta", {"ensemble": {"q1": 0.0}, "window": {"q1": 1.0}})
@@ -83,15 +72,15 @@ def test_one_label_merges_sources_and_several_datasets_pool(tmp_path, monkeypatc
     assert (tmp_path / "means.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_seed_means_per_dataset_for_the_plot():
-    grid = load("grid_significance")
+def test_seed_means_per_dataset_for_the_plot(load_benchmark):
+    grid = load_benchmark("grid_significance")
     pooled = {"alpha/s1:q1": 1.0, "alpha/s1:q2": 0.0, "alpha/s2:q1": 0.5, "beta/s1:q1": 0.25}
     assert grid.dataset_seed_means(pooled) == {"alpha": {"s1": 0.5, "s2": 0.5}, "beta": {"s1": 0.25}}
     assert grid.dataset_seed_means({"s1:q1": 1.0, "s2:q1": 0.0}) == {"all": {"s1": 1.0, "s2": 0.0}}
 
 
-def test_a_dataset_no_source_holds_is_reported_missing(tmp_path, monkeypatch):
-    grid = load("grid_significance")
+def test_a_dataset_no_source_holds_is_reported_missing(tmp_path, monkeypatch, load_benchmark):
+    grid = load_benchmark("grid_significance")
     references = summary_file(tmp_path / "refs.json", "alpha", {"ensemble": {"q1": 0.5}, "window": {"q1": 1.0}})
     out = tmp_path / "sig.json"
     monkeypatch.setattr(sys, "argv", [
