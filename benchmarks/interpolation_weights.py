@@ -42,7 +42,7 @@ def weight_rows(folder: Path) -> list[dict]:
     """One record per interpolated row of ``folder``: the test metrics at every weight of the grid."""
     results = json.loads((folder / "results.json").read_text())
     settings = results["settings"]
-    if (settings.get("config", {}).get("chunking") or {}).get("enabled"):
+    if (settings["config"].get("chunking") or {}).get("strategy", "none") != "none":
         return []
     qrels = json.loads((folder / "analysis.json").read_text())["qrels"]
     out = []
@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("roots", nargs="+", type=Path, help="folders searched for finished run folders")
     parser.add_argument("--output", type=Path, required=True)
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     records, seen = [], set()
     for folder in run_folders(args.roots):
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     mismatched = [r["folder"] + ":" + r["reranker"] for r in records
                   if abs(r["by_weight"][str(r["tuned"])]["ndcg@10"] - r["recorded"]["ndcg@10"]) > 1e-6]
     summary = summarise(records)
-    write_json(args.output, {"command": "python benchmarks/interpolation_weights.py " + " ".join(sys.argv[1:]),
+    write_json(args.output, {"command": "python benchmarks/interpolation_weights.py " + " ".join(argv),
                              "grid": list(ALPHAS), "not_reproduced": mismatched, "summary": summary,
                              "records": records})
     print(f"{len(records)} interpolated rows; {len(mismatched)} did not reproduce their recorded nDCG@10")

@@ -12,7 +12,8 @@ FIRST_STAGE = {"d1": 2.0, "d2": 1.0, "d3": 0.5}
 RERANKER = {"d1": 0.1, "d2": 0.9, "d3": 0.5}
 
 
-def fake_run(folder: Path, dataset: str, relevant: str, tuned: float, recorded_ndcg: float) -> None:
+def fake_run(folder: Path, dataset: str, relevant: str, tuned: float, recorded_ndcg: float,
+             chunking: str = "none") -> None:
     """One query over three documents: z-scored, d2 overtakes d1 from weight 0.4 up (0.3956 by hand)."""
     (folder / "runs").mkdir(parents=True)
     (folder / "scores").mkdir()
@@ -21,7 +22,8 @@ def fake_run(folder: Path, dataset: str, relevant: str, tuned: float, recorded_n
     (folder / "scores" / "s.test.json").write_text(json.dumps({"fingerprint": "x", "scores": {"q": RERANKER}}))
     (folder / "analysis.json").write_text(json.dumps({"qrels": {"q": {relevant: 1}}}))
     (folder / "results.json").write_text(json.dumps({
-        "settings": {"dataset": dataset, "dev_queries": 3, "config": {"seed": 1, "evaluate": {"rerank_depth": 3}}},
+        "settings": {"dataset": dataset, "dev_queries": 3, "config": {"seed": 1, "evaluate": {"rerank_depth": 3},
+                                                                        "chunking": {"strategy": chunking}}},
         "rows": [{"first_stage": "ensemble", "reranker": "s", "mode": "rerank", "metrics": {}},
                  {"first_stage": "ensemble", "reranker": "s", "mode": "interpolated", "alpha": tuned,
                   "metrics": {"ndcg@10": recorded_ndcg, "mrr@10": 0.0}}]}))
@@ -32,10 +34,13 @@ def test_tuned_against_held_out_fixed(tmp_path, load_benchmark):
     fake_run(tmp_path / "a" / "s1", "a", "d2", tuned=0.5, recorded_ndcg=1.0)  # d2 first from 0.4 up
     fake_run(tmp_path / "b" / "s1", "b", "d1", tuned=0.9, recorded_ndcg=0.7)  # d1 first up to 0.3; 0.7 is wrong
     shutil.copytree(tmp_path / "a" / "s1", tmp_path / "a" / "copy")  # the same re-ranker in a second ablation
+    # chunk scores are aggregated into document scores at evaluation, which the script does not redo
+    fake_run(tmp_path / "b" / "chunked", "b", "d3", tuned=0.5, recorded_ndcg=1.0, chunking="tokens")
     out = tmp_path / "out.json"
     assert module.main([str(tmp_path / "a"), str(tmp_path / "b"), "--output", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert len(result["records"]) == 2  # the copy is counted once
+    assert len(result["records"]) == 2  # the copy is counted once, the chunked run not at all
+    assert result["command"].endswith(f"--output {out}")
     assert result["not_reproduced"] == [f"{tmp_path / 'b' / 's1'}:s"]
     a = result["summary"]["a"]["mrr@10"]
     assert a["fixed"]["0.3"] == pytest.approx(0.5) and a["fixed"]["0.4"] == pytest.approx(1.0)
