@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from hardneg.config import slug
-from hardneg.evaluate import ALPHAS, evaluate_run, rerank_run
+from hardneg.evaluate import ALPHAS, Row, evaluate_run, rerank_run
 from hardneg.io import write_json
 from hardneg.report import read_trec
 
@@ -38,30 +38,38 @@ def run_folders(roots: list[Path]) -> list[Path]:
     return sorted(found)
 
 
-def weight_rows(folder: Path) -> list[dict]:
-    """One record per interpolated row of ``folder``: the test metrics at every weight of the grid."""
+def weight_rows(folder: Path, seen: set[str]) -> list[dict]:
+    """One record per interpolated row of ``folder`` not in ``seen``: the test metrics at every weight of the grid.
+
+    A row already in ``seen`` (the same re-ranker found in another ablation's folder) is skipped before the costly
+    re-scoring; each new row's identity is added to ``seen``.
+    """
     results = json.loads((folder / "results.json").read_text())
     settings = results["settings"]
     if (settings["config"].get("chunking") or {}).get("strategy", "none") != "none":
         return []
     qrels = json.loads((folder / "analysis.json").read_text())["qrels"]
+    judged = json.dumps(qrels, sort_keys=True).encode()
+    depth = settings["config"]["evaluate"]["rerank_depth"]
     out = []
-    for row in results["rows"]:
-        if row["mode"] != "interpolated":
+    for row in map(Row.from_dict, results["rows"]):
+        if row.mode != "interpolated":
             continue
-        scores_path = folder / "scores" / f"{slug(row['reranker'])}.test.json"
-        trec = folder / "runs" / f"{slug(row['first_stage'])}.test.trec"
+        scores_path = folder / "scores" / f"{slug(row.reranker)}.test.json"
+        trec = folder / "runs" / f"{slug(row.first_stage)}.test.trec"
         if not scores_path.exists() or not trec.exists():
             continue
         raw = scores_path.read_bytes()
-        scores, first_stage = json.loads(raw)["scores"], read_trec(trec)
         # what makes two rows the same: the re-ranker's scores, the first stage they mix with, the judged queries
-        identity = hashlib.sha1(raw + trec.read_bytes() + json.dumps(qrels, sort_keys=True).encode()).hexdigest()
-        depth = settings["config"]["evaluate"]["rerank_depth"]
+        identity = hashlib.sha1(raw + trec.read_bytes() + judged).hexdigest()
+        if identity in seen:
+            continue
+        seen.add(identity)
+        scores, first_stage = json.loads(raw)["scores"], read_trec(trec)
         by_weight = {a: evaluate_run(qrels, rerank_run(first_stage, scores, depth, a), METRICS) for a in ALPHAS}
         out.append({"folder": str(folder), "dataset": settings["dataset"], "seed": settings["config"]["seed"],
-                    "reranker": row["reranker"], "dev_queries": settings.get("dev_queries"),
-                    "tuned": row["alpha"], "recorded": {m: row["metrics"][m] for m in METRICS},
+                    "reranker": row.reranker, "dev_queries": settings.get("dev_queries"),
+                    "tuned": row.alpha, "recorded": {m: row.metrics[m] for m in METRICS},
                     "by_weight": {str(a): v for a, v in by_weight.items()},
                     "identity": identity})
     return out
@@ -118,13 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, required=True)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    records, seen = [], set()
-    for folder in run_folders(args.roots):
-        for record in weight_rows(folder):
-            if record["identity"] in seen:
-                continue
-            seen.add(record["identity"])
-            records.append(record)
+    seen: set[str] = set()
+    records = [record for folder in run_folders(args.roots) for record in weight_rows(folder, seen)]
     mismatched = [r["folder"] + ":" + r["reranker"] for r in records
                   if abs(r["by_weight"][str(r["tuned"])]["ndcg@10"] - r["recorded"]["ndcg@10"]) > 1e-6]
     summary = summarise(records)

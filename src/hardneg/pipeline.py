@@ -361,21 +361,21 @@ def evaluate_all(dataset: Dataset, config: RunConfig, retrievers: Retrievers, mo
             write_trec(out / "runs" / f"{slug(name)}.{slug(system)}.{ev.split}.trec", reranked, slug(system))
             rows.append(Row(name, system, "rerank", **measure(reranked)))
             systems[name][system] = reranked
-            if tune or fixed_weight:
-                curve = None
-                if tune:
-                    dev_scores = doc_scores(store["dev"], {name: runs["dev"]})
-                    alpha, curve = tune_alpha(dev_qrels, runs["dev"], dev_scores, ev.rerank_depth)
-                    logger.info("Interpolation weight for %s on %s: %.1f (dev nDCG@10 by weight: %s)", system,
-                                name, alpha, ", ".join(f"{a:.1f}: {v:.3f}" for a, v in curve.items()))
-                else:
-                    alpha = ev.interpolation_weight
-                mixed = rerank_run(runs["test"], test_scores, ev.rerank_depth, alpha)
-                write_trec(out / "runs" / f"{slug(name)}.{slug(system)}+interpolated.{ev.split}.trec", mixed,
-                           f"{slug(system)}+interpolated")
-                rows.append(Row(name, system, "interpolated", alpha=alpha,
-                                alpha_curve=list(curve.items()) if curve else None, **measure(mixed)))
-                systems[name][f"{system} + first stage"] = mixed
+            if tune:
+                dev_scores = doc_scores(store["dev"], {name: runs["dev"]})
+                alpha, curve = tune_alpha(dev_qrels, runs["dev"], dev_scores, ev.rerank_depth)
+                logger.info("Interpolation weight for %s on %s: %.1f (dev nDCG@10 by weight: %s)", system, name,
+                            alpha, ", ".join(f"{a:.1f}: {v:.3f}" for a, v in curve.items()))
+            elif fixed_weight:
+                alpha, curve = ev.interpolation_weight, {}
+            else:
+                continue
+            mixed = rerank_run(runs["test"], test_scores, ev.rerank_depth, alpha)
+            write_trec(out / "runs" / f"{slug(name)}.{slug(system)}+interpolated.{ev.split}.trec", mixed,
+                       f"{slug(system)}+interpolated")
+            rows.append(Row(name, system, "interpolated", alpha=alpha, alpha_curve=list(curve.items()) or None,
+                            **measure(mixed)))
+            systems[name][f"{system} + first stage"] = mixed
         logger.info("Evaluated re-ranker %s", system)
     # Significance and intervals: systems that rank the same first stage's candidates are compared pairwise.
     write_json(out / "analysis.json", {
