@@ -7,7 +7,7 @@ TORCH := torch==2.13.0
 HARDNEG_DATA ?= ../shared/data
 export HARDNEG_DATA
 
-.PHONY: venv demo test test-slow bench bench-ensemble bench-chunking bench-speed example-ingest clean
+.PHONY: venv demo test test-slow docs bench bench-ensemble bench-chunking bench-speed example-ingest clean
 
 venv: $(STAMP)
 
@@ -28,18 +28,22 @@ test: venv
 test-slow: venv
 	$(BIN)/python -m pytest -q -m slow
 
+# docs/CONFIG.md is generated from the config's field descriptions; tests/test_config_docs.py fails when it is stale.
+docs: venv
+	$(BIN)/python -m hardneg.configdoc > docs/CONFIG.md.tmp && mv docs/CONFIG.md.tmp docs/CONFIG.md
+
 # Slow, real-data benchmarks: never part of `make test`.
 bench: venv
 	$(BIN)/hardneg run configs/scifact.yaml
-	$(BIN)/python benchmarks/record.py runs/scifact benchmarks/scifact_full.json --command "HARDNEG_DATA=$(HARDNEG_DATA) hardneg run configs/scifact.yaml"
+	$(BIN)/python benchmarks/record.py runs/scifact benchmarks/scifact_full/scifact_full.json --command "HARDNEG_DATA=$(HARDNEG_DATA) hardneg run configs/scifact.yaml"
 
 bench-ensemble: venv
-	$(BIN)/python benchmarks/first_stage.py --dataset scifact --output benchmarks/first_stage_scifact.json
+	$(BIN)/python benchmarks/first_stage.py --dataset scifact --output benchmarks/first_stage/first_stage_scifact.json
 
 # Chunking strategies x aggregations for a trained SciFact re-ranker (needs `make bench` first for the model and run).
 bench-chunking: venv
 	nice -n 10 $(BIN)/python benchmarks/chunking.py --dataset scifact --model runs/scifact/strategies/ensemble/model \
-		--first-stage runs/scifact/runs/ensemble.test.trec --max-queries 60 --add-short --output benchmarks/chunking_scifact.json
+		--first-stage runs/scifact/runs/ensemble.test.trec --max-queries 60 --add-short --output benchmarks/chunking/chunking_scifact.json
 
 # The examples/helpdesk walk-through: HTML help pages + a queries CSV -> dataset -> hardneg run.
 example-ingest: venv
@@ -49,7 +53,7 @@ example-ingest: venv
 
 # Speed and memory against sentence-transformers' mine_hard_negatives, scaling to 1M documents (~45 min).
 bench-speed: venv
-	nice -n 10 $(BIN)/python benchmarks/speed.py --parts a,b,c,d,e --output benchmarks/speed.json
+	nice -n 10 $(BIN)/python benchmarks/speed.py --parts a,b,c,d,e --output benchmarks/speed/speed.json
 
 clean:
 	rm -rf runs .pytest_cache

@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from hardneg.io import write_json
+from hardneg.rundir import RunFolder
 
 
 def summarise(runs: dict[str, dict[int, list[dict]]]) -> dict:
@@ -51,7 +52,7 @@ PER_QUERY_METRICS = ("mrr@10", "ndcg@10")
 
 def per_query(run: Path) -> dict:
     """first stage -> system -> metric -> query -> value (4 decimals) from a run's analysis.json."""
-    analysis_file = run / "analysis.json"
+    analysis_file = RunFolder(run).analysis
     if not analysis_file.is_file():
         return {}
     analysis = json.loads(analysis_file.read_text())
@@ -102,7 +103,7 @@ def main() -> None:
             for item in args.overrides:
                 command += ["--set", item]
             if args.collect:
-                if not (out / "results.json").is_file():
+                if not RunFolder(out).results.is_file():
                     print(f"not finished, left out: {out}", file=sys.stderr)
                     continue
                 done = subprocess.CompletedProcess(command, 0)
@@ -113,7 +114,7 @@ def main() -> None:
             if done.returncode != 0:
                 print(f"run failed ({done.returncode}): {' '.join(command)}", file=sys.stderr)
                 continue
-            runs.setdefault(dataset, {})[seed] = json.loads((out / "results.json").read_text())["rows"]
+            runs.setdefault(dataset, {})[seed] = json.loads(RunFolder(out).results.read_text())["rows"]
             queries.setdefault(dataset, {})[str(seed)] = per_query(out)
             write_json(args.output, {
                 "command": " ".join(["python", *sys.argv]),

@@ -1,6 +1,6 @@
 """Print a Markdown table (mean ± sample std over seeds, and the per-seed values) from benchmarks/ablation.py output.
 
-Usage: python benchmarks/ablation_table.py benchmarks/ablation_scifact.json [--metrics mrr@10 ndcg@10]
+Usage: python benchmarks/ablation_table.py benchmarks/ablation_small/ablation_scifact.json [--metrics mrr@10 ndcg@10]
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Long documents: chunking strategies x aggregations for a trained re-ranker, on short and long test queries.
 
-Usage (about what docs/BENCHMARKS.md records):
+Usage (about what docs/RESULTS.md records):
   nice -n 10 python benchmarks/chunking.py --dataset scifact \
       --model ../main/runs/scifact/strategies/ensemble/model \
-      --first-stage ../main/runs/scifact/runs/ensemble.test.trec --output benchmarks/chunking_scifact.json
+      --first-stage ../main/runs/scifact/runs/ensemble.test.trec --output benchmarks/chunking/chunking_scifact.json
 
 The first stage's top ``--depth`` documents per test query are re-ranked by the cross-encoder (max length 128):
 ``none`` scores each document truncated to the max length; ``tokens``, ``sentences`` and ``semantic`` score every
@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 
 from hardneg.chunk import aggregate_scores, chunk_corpus, load_tokenizer
+from hardneg.crossencoder import load_cross_encoder
 from hardneg.data import load_beir, resolve_dataset
 from hardneg.evaluate import evaluate_run, ranked, rerank_run
 from hardneg.io import atomic_write, write_json
 from hardneg.lengths import document_tokens, metrics_by_length, split_by_length
-from hardneg.pipeline import sample_queries
-from hardneg.train import load_cross_encoder
+from hardneg.splits import sample_queries
 
 METRICS = ["mrr@10", "ndcg@10"]
 AGGREGATIONS = ["maxp", "firstp", "sump"]

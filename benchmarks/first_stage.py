@@ -1,6 +1,6 @@
 """First-stage quality of each candidate ensemble member and of their fusions (nDCG@10 etc. via ranx).
 
-Usage: python benchmarks/first_stage.py --dataset scifact --output benchmarks/first_stage_scifact.json
+Usage: python benchmarks/first_stage.py --dataset scifact --output benchmarks/first_stage/first_stage_scifact.json
 Chooses the default ensemble by measurement: it records every member alone and every fusion of them.
 """
 

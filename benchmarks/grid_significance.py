@@ -13,11 +13,11 @@ means are also reported per collection.
 
 Usage:
     python benchmarks/grid_significance.py --reference triplet \\
-        --grid triplet=benchmarks/ablation_losses_triplet.json \\
+        --grid triplet=benchmarks/losses/ablation_losses_triplet.json \\
         --grid bce=runs/ablation-bce/ablation_losses-scifact-s{seed} ... \\
-        --seeds 1 2 3 --output benchmarks/losses_significance_scifact.json
+        --seeds 1 2 3 --output benchmarks/losses/losses_significance_scifact.json
     python benchmarks/grid_significance.py --reference mnrl:ensemble --dataset scifact cranfield med \\
-        --grid mnrl=benchmarks/ablation_losses_mnrl.json --grid mnrl=benchmarks/ablation_mining_mnrl_scifact.json ...
+        --grid mnrl=benchmarks/losses/ablation_losses_mnrl.json --grid mnrl=benchmarks/mining/ablation_mining_mnrl_scifact.json ...
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from ablation import (  # benchmarks/ablation.py, next to this script
 
 from hardneg.evaluate import adjust_pvalues, bootstrap_ci, paired_test
 from hardneg.io import write_json
+from hardneg.rundir import RunFolder
 
 METRICS = list(PER_QUERY_METRICS)
 
@@ -80,7 +81,7 @@ def load_source(source: str, dataset: str, seeds: list[int]) -> tuple[dict[int, 
         found = {s: stored[str(s)] for s in seeds if stored.get(str(s))}
         return found, [f"{source} ({dataset}, seed {s})" for s in seeds if s not in found]
     folders = {s: Path(source.format(seed=s)) for s in seeds}
-    absent = [str(f) for f in folders.values() if not (f / "analysis.json").is_file()]
+    absent = [str(f) for f in folders.values() if not RunFolder(f).analysis.is_file()]
     # The same reader ablation.py stores with, so a folder and its summary give the same values.
     return {s: per_query(f) for s, f in folders.items() if str(f) not in absent}, absent
 

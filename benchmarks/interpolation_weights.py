@@ -10,7 +10,7 @@ aggregated from chunk scores, which this script does not redo).
 
 Usage:
     python benchmarks/interpolation_weights.py runs/mining-mnrl-* runs/ablation-* \\
-        --output benchmarks/interpolation_weights.json
+        --output benchmarks/interpolation/interpolation_weights.json
 """
 
 from __future__ import annotations
@@ -24,17 +24,17 @@ from pathlib import Path
 
 import numpy as np
 
-from hardneg.config import slug
-from hardneg.evaluate import ALPHAS, Row, evaluate_run, rerank_run
+from hardneg.evaluate import ALPHAS, Row, evaluate_run, read_trec, rerank_run
 from hardneg.io import write_json
-from hardneg.report import read_trec
+from hardneg.rundir import RunFolder
 
 METRICS = ["ndcg@10", "mrr@10"]
 
 
 def run_folders(roots: list[Path]) -> list[Path]:
     """Every folder under ``roots`` that holds a finished run (results.json and analysis.json), sorted."""
-    found = {p.parent for root in roots for p in root.rglob("results.json") if (p.parent / "analysis.json").exists()}
+    found = {p.parent for root in roots for p in root.rglob(RunFolder(".").results.name)
+             if RunFolder(p.parent).analysis.exists()}
     return sorted(found)
 
 
@@ -44,19 +44,20 @@ def weight_rows(folder: Path, seen: set[str]) -> list[dict]:
     A row already in ``seen`` (the same re-ranker found in another ablation's folder) is skipped before the costly
     re-scoring; each new row's identity is added to ``seen``.
     """
-    results = json.loads((folder / "results.json").read_text())
+    run = RunFolder(folder)
+    results = json.loads(run.results.read_text())
     settings = results["settings"]
     if (settings["config"].get("chunking") or {}).get("strategy", "none") != "none":
         return []
-    qrels = json.loads((folder / "analysis.json").read_text())["qrels"]
+    qrels = json.loads(run.analysis.read_text())["qrels"]
     judged = json.dumps(qrels, sort_keys=True).encode()
     depth = settings["config"]["evaluate"]["rerank_depth"]
     out = []
     for row in map(Row.from_dict, results["rows"]):
         if row.mode != "interpolated":
             continue
-        scores_path = folder / "scores" / f"{slug(row.reranker)}.test.json"
-        trec = folder / "runs" / f"{slug(row.first_stage)}.test.trec"
+        scores_path = run.scores(row.reranker, "test")
+        trec = run.trec(row.first_stage, "test")
         if not scores_path.exists() or not trec.exists():
             continue
         raw = scores_path.read_bytes()

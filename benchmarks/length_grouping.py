@@ -16,7 +16,7 @@ import numpy as np
 
 from hardneg.embed import resolve_st_model
 from hardneg.io import read_jsonl, write_json
-from hardneg.train import length_grouped_batches
+from hardneg.batching import length_grouped_batches
 
 
 def main() -> None:

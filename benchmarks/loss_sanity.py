@@ -1,7 +1,7 @@
 """Collect the per-loss sanity runs (one SciFact run folder, retrained per loss) into one JSON with CIs and
 Holm-corrected Fisher tests between the losses' re-rankings of the same candidates.
 
-Usage: python benchmarks/loss_sanity.py runs/loss-sanity --output benchmarks/loss_sanity_scifact.json \
+Usage: python benchmarks/loss_sanity.py runs/loss-sanity --output benchmarks/losses/loss_sanity_scifact.json \
            --command "the command that made the runs"
 """
 
@@ -12,9 +12,9 @@ import os
 import platform
 from pathlib import Path
 
-from hardneg.evaluate import analyse
+from hardneg.evaluate import analyse, read_trec
 from hardneg.io import read_json, write_json
-from hardneg.report import read_trec
+from hardneg.rundir import RunFolder
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     first = read_json(folder / f"analysis-{losses[0]}.json")
     qrels = first["qrels"]
     metrics = list(read_json(folder / f"results-{losses[0]}.json")["rows"][0]["metrics"])
-    systems = {"first stage": read_trec(folder / "run" / "runs" / "ensemble.test.trec")}
+    systems = {"first stage": read_trec(RunFolder(folder / "run").trec("ensemble", "test"))}
     per_loss = {}
     for loss in losses:
         systems[loss] = read_trec(folder / f"ensemble.{loss}.test.trec")

@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from hardneg.config import load_config
+from hardneg.crossencoder import load_cross_encoder
 from hardneg.data import load_beir, resolve_dataset
 from hardneg.diagnostics import mining_diagnostics, plot_distributions
 from hardneg.io import write_json
 from hardneg.mine import mine, training_pairs
-from hardneg.pipeline import Retrievers, sample_queries, split_queries
-from hardneg.train import load_cross_encoder
+from hardneg.retrieve import Retrievers
+from hardneg.splits import sample_queries, split_queries
 
 
 def main() -> None:

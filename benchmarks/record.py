@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-from pathlib import Path
 
+from hardneg.crossencoder import training_info
 from hardneg.io import write_json
-from hardneg.train import training_info
+from hardneg.rundir import RunFolder
 
 
 def main() -> None:
@@ -20,15 +20,15 @@ def main() -> None:
     parser.add_argument("output")
     parser.add_argument("--command", default=None)
     args = parser.parse_args()
-    run = Path(args.run_dir)
-    results = json.loads((run / "results.json").read_text())
+    run = RunFolder(args.run_dir)
+    results = json.loads(run.results.read_text())
     training = {}
-    for folder in sorted((run / "strategies").iterdir()):
-        info = training_info(folder / "model")
+    for folder in run.strategies():
+        info = training_info(folder.model)
         if info:
             training[folder.name] = {k: info[k] for k in ("rows", "steps", "train_seconds")}
     write_json(args.output, {
-        "command": args.command or f"hardneg run {run}/config.json",
+        "command": args.command or f"hardneg run {run.config}",
         "machine": f"{platform.platform()}, {__import__('os').cpu_count()} cores",
         "settings": results["settings"], "rows": results["rows"], "training": training,
         "mining": {k: {"seconds": v["seconds"], "summary": v["summary"]} for k, v in results["mining"].items()},

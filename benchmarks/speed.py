@@ -5,8 +5,8 @@ Every measured job runs in its own subprocess (``--job NAME``) and reports its w
 Results are merged into the output JSON job by job, so parts can be run (and re-run) separately.
 
 Usage:
-    python benchmarks/speed.py --parts a,b,c,d,e --output benchmarks/speed.json
-    (what was recorded: see the "command" of each part in benchmarks/speed.json)
+    python benchmarks/speed.py --parts a,b,c,d,e --output benchmarks/speed/speed.json
+    (what was recorded: see the "command" of each part in benchmarks/speed/speed.json)
     (a) hardneg vs mine_hard_negatives, SciFact train, all-MiniLM-L6-v2, cold and warm cache
     (b) the default ensemble (minilm, wordllama, bm25) mining SciFact train, cold and warm
     (c) candidate search over synthetic 384-d embeddings, 10k-1M documents x 10k-100k queries, and the matmul floor
@@ -214,8 +214,9 @@ def job_quality(args: dict) -> dict:
 def job_train(args: dict) -> dict:
     """A short cross-encoder training run on hardneg's own mined SciFact negatives: pairs per second."""
     from hardneg.config import TrainConfig
+    from hardneg.crossencoder import training_info
     from hardneg.mine import MinedPair
-    from hardneg.train import train_reranker, training_info
+    from hardneg.train import train_reranker
 
     rows = [MinedPair(**r) for r in json.loads(Path(args["pairs"]).read_text())]
     config = TrainConfig(max_length=MAX_SEQ, batch_size=8, max_train_pairs=args["steps"] * 8, epochs=1)
@@ -344,7 +345,7 @@ def part_e() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="a,b,c,d,e")
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "speed.json"))
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "speed" / "speed.json"))
     parser.add_argument("--scale", default="10000x10000:flat,10000x100000:flat,100000x10000:flat,"
                         "100000x100000:flat,100000x100000:ivf,1000000x10000:flat,1000000x100000:ivf",
                         help="DOCSxQUERIES:INDEX,... for part c")

@@ -1,15 +1,22 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from hardneg.config import RunConfig, SearchConfig
 from hardneg.embed import HashEmbedder, get_embedder
+from hardneg.knn import SearchOptions
 from hardneg.retrieve import (
     BM25Retriever,
     DenseRetriever,
     Ensemble,
     Retriever,
+    Retrievers,
     normalise,
+    search_options,
+    search_stamp,
     top_k,
 )
 
@@ -47,8 +54,6 @@ def test_unknown_model_name_is_a_clear_error():
 
 
 def test_minilm_resolves_to_bundled_weights():
-    from pathlib import Path
-
     emb = get_embedder("minilm")
     assert Path(emb.model_name_or_path).is_dir()
 
@@ -120,3 +125,26 @@ def test_dense_retriever_with_fake_embedder(dataset, tmp_path):
     idx, scores = dense.search(["camels survive without water"], 2)
     assert dataset.corpus.ids[idx[0][0]] == "d11"
     assert np.all(np.diff(scores[0]) <= 0)
+
+
+def test_retrievers_index_each_model_once_when_first_used(dataset, tmp_path):
+    config = RunConfig(dataset="tiny", ensemble=["hash", "bm25"], weights=[2.0, 1.0], progress=False)
+    pool = Retrievers(dataset, config, tmp_path)
+    ensemble = pool.first_stage("ensemble")
+    assert ensemble.member_names == ["hash", "bm25"] and ensemble.weights.tolist() == [2.0, 1.0]
+    assert pool.ensemble(["bm25"]).weights.tolist() == [1.0]  # the run's weights belong to the run's ensemble
+    assert not pool._built  # building an ensemble indexes nothing
+    [candidates] = ensemble.candidates(["espresso coffee"], 2)
+    assert "d04" in {dataset.corpus.ids[i] for i in candidates.doc_idx}  # BM25's best joins the pool
+    built = dict(pool._built)
+    assert set(built) == {"hash", "bm25"}
+    pool.first_stage("bm25").candidates(["camels"], 1)
+    assert pool.get("bm25") is built["bm25"]  # shared, not rebuilt
+
+
+def test_search_settings_stamp_only_what_differs_from_the_defaults():
+    config = RunConfig(dataset="tiny", seed=7)
+    assert search_stamp(config) == []
+    assert search_options(config) == SearchOptions(**config.search.model_dump(), seed=7)
+    changed = RunConfig(dataset="tiny", search=SearchConfig(ivf_nprobe=32))
+    assert search_stamp(changed) == [{"ivf_nprobe": 32}]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from typing import get_args
 
@@ -9,18 +10,24 @@ import numpy as np
 import pytest
 
 from hardneg.config import Fusion as ConfigFusion
-from hardneg.mine import pair_rng
+from hardneg.data import load_beir
+from hardneg.mine import mine, pair_rng
 from hardneg.retrieve import (
     FUSIONS,
+    METHODS,
+    NORMALISATIONS,
     CandidatePool,
     ConcatPCA,
     Ensemble,
     Fusion,
+    FusionSpec,
     Retriever,
+    fuse_scores,
     normalise,
 )
-from hardneg.rules import interleave, select_hard
+from hardneg.rules import PairContext, interleave, select_hard
 
+from .conftest import write_beir
 from .helpers import top_n
 
 
@@ -70,8 +77,36 @@ def _unit(m):
     return m / np.linalg.norm(m, axis=1, keepdims=True)
 
 
-def test_fusion_names_agree_between_config_and_retrieve():
-    assert set(get_args(ConfigFusion)) == set(get_args(Fusion)) == set(FUSIONS)
+def test_fusion_registry_keys_are_the_config_names():
+    assert tuple(FUSIONS) == get_args(ConfigFusion)
+    assert Fusion is ConfigFusion  # one list of names, in config
+
+
+def test_fusion_specs_separate_normalisation_method_representation_and_picking():
+    assert FUSIONS["mean"] == FusionSpec("none")
+    assert FUSIONS["concat-pca"] == FusionSpec("zscore", representation="concat-pca")
+    assert FUSIONS["union"] == FusionSpec("zscore", picking="union")
+    assert {spec.normalisation for spec in FUSIONS.values()} == set(NORMALISATIONS)
+    assert {spec.method for spec in FUSIONS.values()} <= set(METHODS)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        FUSIONS["zscore"].normalisation = "minmax"
+    with pytest.raises(TypeError):
+        FUSIONS["max"] = FusionSpec("minmax")
+    # concat-pca and union rank a pool by z-scores: they differ in what is fused and how mining picks
+    s = np.array([3.0, 1.0, 2.0])
+    for name in ("concat-pca", "union"):
+        np.testing.assert_array_equal(normalise(s, name), normalise(s, "zscore"))
+    a = Fixed("a", [1.0, 0.0])
+    assert Ensemble([a], fusion="union").picks_per_member
+    assert not any(Ensemble([a], fusion=name).picks_per_member for name in FUSIONS if name != "union")
+
+
+def test_fuse_scores_is_the_ensembles_fusion():
+    rows = np.array([[1.0, 0.0, 0.5], [0.0, 10.0, 5.0]], dtype=np.float32)
+    weights = [2.0, 1.0]
+    for name in ("zscore", "minmax", "rrf", "mean", "union"):
+        ens = Ensemble([Fixed("a", rows[0]), Fixed("b", rows[1])], fusion=name, weights=weights)
+        np.testing.assert_array_equal(ens.fuse(rows), fuse_scores(rows, np.asarray(weights), FUSIONS[name]))
 
 
 def test_normalisations_by_hand():
@@ -140,8 +175,6 @@ def test_union_takes_each_members_top_picks_in_turn():
     pool = CandidatePool(np.arange(6), member_scores, np.linspace(1, 0, 6))
     ties = np.arange(6)
     orderings = [np.lexsort((ties, -row)) for row in member_scores]
-    from hardneg.rules import PairContext
-
     cfg = top_n(positive_ratio=None)
     chosen = select_hard(pool, 0, {0}, cfg, 3, pair_rng(0, "q", "p"), Counter(), PairContext(orderings=orderings))
     assert chosen == [1, 2, 4]  # a's 1st (1), b's 1st (4), a's 2nd (2): returned in fused order
@@ -153,11 +186,6 @@ def test_union_takes_each_members_top_picks_in_turn():
 
 
 def test_union_fusion_mines_from_every_member(tmp_path):
-    from hardneg.data import load_beir
-    from hardneg.mine import mine
-
-    from .conftest import write_beir
-
     ds = load_beir(write_beir(tmp_path / "tiny"))
     n = len(ds.corpus)
     a = Fixed("a", np.linspace(1, 0, n))          # prefers the first documents

@@ -12,12 +12,10 @@ from hardneg.ingest import Columns, ingest
 from hardneg.ingest.clean import clean_text, repeated_lines
 from hardneg.ingest.dedup import find_duplicates
 from hardneg.ingest.pairs import Resolver, read_qrels_pairs, seeded_split
-from hardneg.ingest.sources import (
-    ExtractionError,
-    decode_text,
-    normalise_url,
-    read_file,
-)
+from hardneg.ingest.documents import ExtractionError
+from hardneg.ingest.files import read_file
+from hardneg.ingest.ids import normalise_url
+from hardneg.ingest.readers import decode_text
 
 FIX = Path(__file__).parent / "fixtures" / "ingest"
 DOCS = FIX / "docs"

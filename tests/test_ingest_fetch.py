@@ -10,7 +10,7 @@ from typing import ClassVar
 import pytest
 
 from hardneg.ingest import FetchConfig, ingest
-from hardneg.ingest.sources import fetch_urls
+from hardneg.ingest.fetch import fetch_urls
 
 PAGE = ("<html><head><title>{t}</title></head><body><nav><ul><li>Home</li></ul></nav><article><h1>{t}</h1>"
         "<p>{t} explains the feature in enough words for the extractor to keep this paragraph as main text.</p>"

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hardneg.losses import TripletMarginLoss, triplet_margin
+from hardneg.losses.custom import TripletMarginLoss, triplet_margin
 
 
 def test_zero_when_positive_beats_every_negative_by_the_margin():
@@ -56,7 +56,7 @@ def test_rejects_multi_label_models(tiny_bert):
 
 import math
 
-from hardneg.losses import loss_dataset, make_loss
+from hardneg.losses import distill_targets, loss_dataset, make_loss
 from hardneg.mine import MinedPair
 
 LOGITS = {("q1", "p1"): 2.0, ("q1", "n1"): 0.5, ("q1", "n2"): -1.0,
@@ -135,8 +135,6 @@ def test_loss_dataset_layouts():
     assert lst["docs"] == [["pos a", "x", "y"], ["pos b", "z"]] and lst["labels"][1] == [1.0, 0.0] and left == 0
     bce, _ = loss_dataset(pairs, "bce", 2)
     assert bce["label"] == [1.0, 0.0, 0.0, 1.0, 0.0]
-    from hardneg.augment import distill_targets
-
     teacher = distill_targets(pairs, scale=2.0)
     assert teacher == [[4.0, 1.0, 1.0], None]  # the random negative gets the weakest hard score
     mse, left = loss_dataset(pairs, "margin_mse", 2, teacher)
@@ -155,3 +153,30 @@ def test_mnrl_with_in_batch_negatives_adds_other_rows_documents(scripted):
     hard_only = make_loss("mnrl", model, num_negatives=2)(inputs, None).item()
     with_in_batch = make_loss("mnrl", model, num_negatives=2, in_batch_negatives=1)(inputs, None).item()
     assert math.isfinite(with_in_batch) and with_in_batch > hard_only  # one more competitor per query
+
+
+def test_registry_names_match_the_config_literal():
+    from typing import get_args
+
+    from hardneg.config import TrainConfig
+    from hardneg.losses import LOSS_HELP, LOSSES, REGISTRY
+
+    assert LOSSES == get_args(TrainConfig.model_fields["loss"].annotation) == tuple(REGISTRY) == tuple(LOSS_HELP)
+    assert all(LOSS_HELP[name] for name in LOSSES)
+
+
+def test_registry_layouts_size_batches_and_need_teachers():
+    from hardneg.losses import REGISTRY, loss_spec
+
+    # bce rows are single (query, passage) pairs: a query with n negatives takes 1 + n rows, each one sequence
+    assert loss_spec("bce").layout.rows_per_query(3) == 4 and loss_spec("bce").layout.sequences_per_row(3) == 1
+    assert all(spec.layout.rows_per_query(3) == 1 and spec.layout.sequences_per_row(3) == 4
+               for name, spec in REGISTRY.items() if name != "bce")
+    assert [name for name, spec in REGISTRY.items() if spec.needs_teacher] == ["margin_mse"]
+    with pytest.raises(ValueError, match="Unknown loss 'nope'"):
+        loss_spec("nope")
+    pairs = [_pair("a", ["x", "y"], [0.5, None], 2.0)]
+    for name, spec in REGISTRY.items():
+        teacher = distill_targets(pairs) if spec.needs_teacher else None
+        dataset, left = loss_dataset(pairs, name, 2, teacher)
+        assert len(dataset) == spec.layout.rows_per_query(2) and left == 0, name

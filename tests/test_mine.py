@@ -263,7 +263,7 @@ def test_cluster_scope_keeps_negatives_in_the_querys_cluster(members):
 
 
 def test_output_formats_for_sentence_transformers_losses(members):
-    from hardneg.mine import as_hf_dataset
+    from hardneg.losses import as_hf_dataset
 
     ds, dense, bm25 = members
     result = mine(ds, training_pairs(ds, "train"), Ensemble([dense, bm25]), top_n(num_negatives=2, depth=12),
@@ -300,7 +300,7 @@ def test_a_copy_of_the_positive_is_never_a_negative(tmp_path):
 
 
 def test_default_window_is_ranks_5_to_50_sampled_at_random():
-    # The measured default (docs/BENCHMARKS.md, "Six collections"): skip the 5 nearest candidates, sample the rest
+    # The measured default (docs/RESULTS.md, "Which ranks"): skip the 5 nearest candidates, sample the rest
     # of the top 50 at random; the positive-aware filter stays on.
     defaults = MiningConfig()
     assert (defaults.range_min, defaults.range_max, defaults.sampling, defaults.positive_ratio) == (5, 50, "random",
@@ -312,3 +312,57 @@ def test_default_window_is_ranks_5_to_50_sampled_at_random():
     assert chosen == select_hard(pool, 0, {0}, defaults, 4, pair_rng(0, "q", "p"), Counter())
     with pytest.raises(ValueError, match="defaults are 5 and 50"):
         MiningConfig(range_min=60)
+
+
+def test_read_mined_pairs_round_trips_and_names_bad_lines(members, tmp_path):
+    import json
+
+    from hardneg.io import write_jsonl
+    from hardneg.mine import read_mined_pairs
+
+    ds, dense, bm25 = members
+    result = mine(ds, training_pairs(ds, "train"), Ensemble([dense, bm25]), top_n(num_negatives=2, depth=12),
+                  "e", progress=False)
+    path = tmp_path / "negatives.jsonl"
+    write_jsonl(path, (p.as_dict() for p in result.pairs))
+    assert read_mined_pairs(path) == result.pairs
+    row = result.pairs[0].as_dict()
+    for bad, message in (("{not json", r"negatives.jsonl:2: not valid JSON"),
+                         ("[1, 2]", r"negatives.jsonl:2: expected a mined pair"),
+                         (json.dumps({k: v for k, v in row.items() if k != "positive"}),
+                          r"negatives.jsonl:2: not a mined pair: missing field\(s\) positive\."),
+                         (json.dumps({**row, "extra": 1}), r"negatives.jsonl:2: .*unknown field\(s\) extra"),
+                         (json.dumps({**row, "negatives": row["negatives"][:1]}), r"negatives.jsonl:2: .*same length")):
+        path.write_text(json.dumps(row) + "\n" + bad + "\n\n")
+        with pytest.raises(ValueError, match=message):
+            read_mined_pairs(path)
+    old = {k: v for k, v in row.items() if k != "positive_source"}  # files written before the field existed
+    path.write_text("\n" + json.dumps(old) + "\n")
+    assert read_mined_pairs(path)[0].positive_source == "labelled"
+
+
+def test_pairs_from_hf_dataset_reads_a_saved_n_tuple_dataset(members, tmp_path):
+    from datasets import Dataset, load_from_disk
+
+    from hardneg.losses import as_hf_dataset
+    from hardneg.mine import pairs_from_hf_dataset
+
+    ds, dense, bm25 = members
+    result = mine(ds, training_pairs(ds, "train"), Ensemble([dense, bm25]), top_n(num_negatives=2, depth=12),
+                  "e", progress=False)
+    hf, _ = as_hf_dataset(result.pairs, "n-tuple", 2)
+    hf.save_to_disk(str(tmp_path / "hf"))
+    pairs = pairs_from_hf_dataset(load_from_disk(str(tmp_path / "hf")))
+    assert [(p.query, p.positive, p.negatives) for p in pairs] == [
+        (p.query, p.positive, p.negatives) for p in result.pairs]
+    assert pairs[1].query_id == "1" and pairs[1].negative_ids == ["1:negative_1", "1:negative_2"]
+    assert pairs[0].negative_sources == ["hard", "hard"] and pairs[0].negative_scores == [None, None]
+    assert pairs[0].positive_score is None and pairs[0].positive_source == "labelled"
+    # negative_10 sorts after negative_2; an empty negative is skipped
+    wide = Dataset.from_dict({"query": ["q"], "positive": ["p"], "negative_10": ["c"], "negative_2": ["b"],
+                              "negative_1": [""]})
+    assert pairs_from_hf_dataset(wide)[0].negatives == ["b", "c"]
+    single = Dataset.from_dict({"query": ["q"], "positive": ["p"], "negative": ["n"]})
+    assert pairs_from_hf_dataset(single)[0].negatives == ["n"]
+    with pytest.raises(ValueError, match="Expected columns query, positive and negative_1..n"):
+        pairs_from_hf_dataset(Dataset.from_dict({"anchor": ["q"], "positive": ["p"], "negative": ["n"]}))

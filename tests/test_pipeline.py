@@ -154,6 +154,55 @@ def test_cli_run_and_mine(tmp_path, beir_dir, tiny_bert):
     assert bad.exit_code == 2 and "no_such_rule" in bad.output
 
 
+def test_cli_train_and_evaluate_stages(tmp_path, beir_dir, tiny_bert):
+    """`hardneg mine` -> `hardneg train` -> `hardneg evaluate`: each stage on its own, as `hardneg run` chains them."""
+    from sentence_transformers import CrossEncoder
+    from typer.testing import CliRunner
+
+    from hardneg.cli import app
+
+    runner = CliRunner()
+    negatives = tmp_path / "neg.jsonl"
+    mined = runner.invoke(app, ["mine", "-d", str(beir_dir), "-o", str(negatives), "--models", "hash,bm25", "-n", "2",
+                                "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    assert mined.exit_code == 0, mined.output
+    trained = runner.invoke(app, ["train", str(negatives), "-o", str(tmp_path / "reranker"), "--set",
+                                  f"base_model={tiny_bert}", "--set", "train.max_length=32", "--set", "batch_size=4",
+                                  "--set", "dev_eval=false", "--no-progress"])
+    assert trained.exit_code == 0, trained.output
+    assert "6 pairs, 2 negatives each" in trained.output
+    model = tmp_path / "reranker" / "model"
+    CrossEncoder(str(model))
+    info = json.loads((model / "hardneg_training.json").read_text())
+    assert info["num_negatives"] == 2 and info["labelled_pairs"] == 6
+    # Training again on the same file and settings reuses the model.
+    before = os.stat(model / "hardneg_training.json").st_mtime_ns
+    again = runner.invoke(app, ["train", str(negatives), "-o", str(tmp_path / "reranker"), "--set",
+                                f"base_model={tiny_bert}", "--set", "max_length=32", "--set", "batch_size=4",
+                                "--set", "dev_eval=false", "--no-progress"])
+    assert again.exit_code == 0, again.output
+    assert os.stat(model / "hardneg_training.json").st_mtime_ns == before
+
+    out = tmp_path / "eval"
+    evaluated = runner.invoke(app, ["evaluate", str(model), "-d", str(beir_dir), "-o", str(out), "--set",
+                                    'ensemble=["hash","bm25"]', "--set", f"train.base_model={tiny_bert}",
+                                    "--set", "train.max_length=32", "--set", "evaluate.depth=10",
+                                    "--set", "evaluate.rerank_depth=5", "--no-progress"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "MRR@10" in evaluated.output
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {(r["reranker"], r["mode"]) for r in rows} >= {("none", "first stage"), ("base", "rerank"),
+                                                          (str(model), "rerank")}
+    assert (out / "runs" / "ensemble.test.trec").is_file() and (out / "analysis.json").is_file()
+
+    bad = runner.invoke(app, ["train", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "missing.jsonl" in bad.output
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(negatives.read_text().splitlines()[0] + "\n{not json\n")
+    bad = runner.invoke(app, ["train", str(broken), "-o", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "broken.jsonl:2" in bad.output
+
+
 def test_bad_config_names_the_field(tmp_path):
     from hardneg import load_config
 
@@ -167,7 +216,7 @@ def test_bad_config_names_the_field(tmp_path):
 
 
 def test_query_sampling_and_dev_split_are_seeded_and_sized():
-    from hardneg.pipeline import sample_queries, split_queries
+    from hardneg.splits import sample_queries, split_queries
 
     ids = [f"q{i}" for i in range(100)]
     assert len(sample_queries(ids, 20, seed=1)) == 20
@@ -193,7 +242,7 @@ def test_rerank_subset_without_base(tmp_path, beir_dir, tiny_bert):
 def test_score_store_discards_scores_of_another_model(tmp_path):
     import numpy as np
 
-    from hardneg.evaluate import ScoreStore
+    from hardneg.crossencoder import ScoreStore
 
     path = tmp_path / "s.json"
     store = ScoreStore(path, "model-a")

@@ -119,16 +119,87 @@ def test_report_renders_in_chromium(run_dir, tmp_path):
     assert colours is not None and len(colours) > 50  # a rendered page, not a blank one
 
 
-def test_report_rebuilds_the_analysis_of_an_older_run(run_dir, tmp_path):
-    """Runs made before analysis.json existed: rebuilt from the TREC files, score stores and qrels."""
-    from hardneg.report import build_report
+def test_migrate_rebuilds_the_analysis_of_an_older_run(run_dir, tmp_path):
+    """Runs made before analysis.json existed: the report asks for `hardneg migrate`, which rebuilds it from the TREC
+    files, score stores and qrels."""
+    from typer.testing import CliRunner
+
+    from hardneg.cli import app
+    from hardneg.report import build_report, migrate
 
     old = tmp_path / "old"
     shutil.copytree(run_dir, old)
     original = json.loads((old / "analysis.json").read_text())["first_stages"]["ensemble"]
     (old / "analysis.json").unlink()
     for trec in (old / "runs").glob("*+interpolated.*.trec"):
-        trec.unlink()  # older runs wrote none; the report re-derives them from scores and the tuned weight
-    build_report(old)
-    rebuilt = json.loads((old / "analysis.json").read_text())["first_stages"]["ensemble"]
-    assert rebuilt["per_query"] == original["per_query"]
+        trec.unlink()  # older runs wrote none; migrate re-derives them from scores and the tuned weight
+    with pytest.raises(FileNotFoundError, match="hardneg migrate"):
+        build_report(old)
+    assert not (old / "analysis.json").exists()  # the report rebuilds nothing by itself
+    result = CliRunner().invoke(app, ["migrate", str(old)])
+    assert result.exit_code == 0, result.output
+    rebuilt = json.loads((old / "analysis.json").read_text())
+    assert rebuilt["rebuilt_from_trec"] and rebuilt["first_stages"]["ensemble"]["per_query"] == original["per_query"]
+    assert not migrate(old).written  # an existing analysis is kept unless forced
+    assert build_report(old).images
+
+
+def test_migrate_needs_a_run_folder(tmp_path):
+    from typer.testing import CliRunner
+
+    from hardneg.cli import app
+
+    result = CliRunner().invoke(app, ["migrate", str(tmp_path)])
+    assert result.exit_code == 2 and "no results" in result.output
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The document model and its two renderers.
+
+def _cells_markdown(text: str) -> list[list[str]]:
+    lines = [line for line in text.splitlines() if line.startswith("|") and not line.startswith("|---")]
+    return [[re.sub(r"\*\*|<sup>.*?</sup>", "", c) for c in line[2:-2].split(" | ")] for line in lines]
+
+
+def _cells_html(text: str) -> list[list[str]]:
+    rows = re.findall(r"<tr>(.*?)</tr>", text)
+    return [[re.sub(r"<sup>.*?</sup>|<[^>]+>", "", c) for c in re.findall(r"<t[hd]>(.*?)</t[hd]>", row)]
+            for row in rows]
+
+
+def test_a_table_renders_the_same_cells_in_both_formats(tmp_path):
+    from hardneg.report.document import Cell, Report, Section, Table
+    from hardneg.report.markdown import render_markdown
+    from hardneg.report.page import render_html
+
+    table = Table.of(["", "system", "nDCG@10"], [["a", "first stage alone", Cell("0.500", marks="")],
+                                                 ["b", "ensemble", Cell("0.612", bold=True, marks="a")]])
+    report = Report("title", [Section("First stage: x", [table])])
+    md, page = render_markdown(report, tmp_path), render_html(report)
+    expected = [["", "system", "nDCG@10"], ["a", "first stage alone", "0.500"], ["b", "ensemble", "0.612"]]
+    assert _cells_markdown(md) == _cells_html(page) == expected
+    assert "| b | ensemble | **0.612**<sup>a</sup> |" in md
+    assert "<td><b>0.612</b><sup>a</sup></td>" in page and '<table class="results">' in page
+
+
+def test_renderers_nest_headings_escape_html_and_place_figures(tmp_path):
+    from hardneg.report.document import Bold, Code, Figure, Paragraph, Report, Section
+    from hardneg.report.markdown import render_markdown
+    from hardneg.report.page import render_html
+
+    png = tmp_path / "report" / "x.png"
+    png.parent.mkdir()
+    png.write_bytes(b"\x89PNG fake")
+    report = Report("hardneg report: <d>", [
+        Paragraph.of("note <b>", css_class="note"),
+        Section("Outer", [Section("Inner", [Paragraph.of(Bold("Query"), ": q & a")]), Figure(png, "a figure"),
+                          Figure(png, "the same figure again")]),
+        Code('{"a": 1}', "json")])
+    md = render_markdown(report, tmp_path)
+    assert md.startswith("# hardneg report: <d>\n\nnote <b>\n\n## Outer\n\n### Inner\n\n**Query**: q & a\n")
+    assert "![a figure](report/x.png)" in md and md.endswith('```json\n{"a": 1}\n```\n')
+    page = render_html(report)
+    assert "<title>hardneg report: &lt;d&gt;</title>" in page and "<p class='note'>note &lt;b&gt;</p>" in page
+    assert "<h2>Outer</h2>\n<h3>Inner</h3>\n<p><b>Query</b>: q &amp; a</p>" in page
+    assert page.count("data:image/png;base64,") == 2 and '<pre>{&quot;a&quot;: 1}</pre>' in page
+    assert report.figures() == [png]

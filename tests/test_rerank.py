@@ -54,3 +54,36 @@ def test_cli_rerank_plain_and_jsonl(model_dir, tmp_path):
     jsonl.write_text(json.dumps({"text": "ok"}) + "\n" + json.dumps({"body": "no text"}) + "\n")
     bad = CliRunner().invoke(app, ["rerank", "-m", model_dir, "-q", "solar", "--docs", str(jsonl)])
     assert bad.exit_code == 2 and "docs.jsonl:2" in bad.output
+
+
+def test_score_store_and_read_scores(tmp_path):
+    from hardneg.crossencoder import ScoreStore, read_scores
+
+    path = tmp_path / "scores.json"
+    store = ScoreStore(path, "model-a")
+    store.add([("q", "d1"), ("q", "d2")], [0.5, 0.25])
+    assert read_scores(path) == {"q": {"d1": 0.5, "d2": 0.25}}
+    assert ScoreStore(path, "model-a").missing([("q", "d1"), ("q", "d3")]) == [("q", "d3")]
+    assert ScoreStore(path, "model-b").scores == {}  # another model's scores are never mixed in
+    path.write_text(json.dumps({"q": {"d1": 0.5}}))  # older runs saved the mapping bare
+    assert read_scores(path) == {"q": {"d1": 0.5}}
+
+
+
+def test_score_pairs_scores_only_what_is_missing(dataset, tmp_path):
+    from hardneg.crossencoder import ScoreStore, score_pairs
+
+    class Model:
+        seen: list[tuple[str, str]] = []
+
+        def predict(self, pairs, **kwargs):
+            self.seen += pairs
+            return [float(len(doc)) for _, doc in pairs]
+
+    model, store = Model(), ScoreStore(tmp_path / "s.json", "m")
+    score_pairs(model, dataset, [("q1", "d01"), ("q1", "d02"), ("q1", "d01")], store, progress=False)
+    assert len(model.seen) == 2
+    corpus = dataset.corpus
+    assert store.scores["q1"]["d02"] == len(corpus.full_text(corpus.index["d02"]))
+    score_pairs(model, dataset, [("q1", "d01"), ("q2", "d03")], store, progress=False)
+    assert len(model.seen) == 3 and ScoreStore(tmp_path / "s.json", "m").scores == store.scores

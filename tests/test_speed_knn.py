@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import numpy as np
 import pytest
 
 from hardneg.embed import EmbeddingCache, HashEmbedder
+from hardneg.embed.onnx import OnnxEmbedder
+from hardneg.embed.store import store_folder
 from hardneg.knn import SearchOptions, build_index, search
 from hardneg.lengths import suggest_max_length
 from hardneg.retrieve import top_k
@@ -115,10 +119,6 @@ def test_interrupted_embed_resumes_and_torn_batches_are_dropped(tmp_path):
 
 
 def test_legacy_sqlite_cache_is_imported(tmp_path):
-    import sqlite3
-
-    from hardneg.embed.store import store_folder
-
     legacy = tmp_path / f"{store_folder(tmp_path, 'hash-16').name}.sqlite"
     conn = sqlite3.connect(legacy)
     conn.execute("CREATE TABLE vectors (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")
@@ -161,8 +161,6 @@ def test_onnx_export_matches_torch(tiny_bert, tmp_path, monkeypatch):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     from transformers import AutoModel, AutoTokenizer
-
-    from hardneg.embed.onnx import OnnxEmbedder
 
     monkeypatch.setenv("HARDNEG_ONNX_DIR", str(tmp_path))
     texts = ["a short one", "a somewhat longer sentence about coffee and tea"]

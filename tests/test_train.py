@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from hardneg.config import TrainConfig
-from hardneg.train import length_grouped_batches, row_lengths, train_reranker
+from hardneg.batching import length_grouped_batches, row_lengths
+from hardneg.train import train_reranker
 
 
 def test_length_grouped_batches_cover_every_row_once_and_group_lengths():
@@ -43,8 +44,9 @@ def test_training_resumes_from_its_last_checkpoint(dataset, tiny_bert, tmp_path,
     from transformers import TrainerCallback
 
     from hardneg.config import MiningConfig
+    from hardneg.crossencoder import training_info
     from hardneg.mine import mine, training_pairs
-    from hardneg.train import dev_samples, training_info
+    from hardneg.train import dev_samples
 
     pairs = mine(dataset, training_pairs(dataset, "train"), None, MiningConfig(num_negatives=2), "random",
                  progress=False).pairs

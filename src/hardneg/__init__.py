@@ -6,15 +6,13 @@ from .config import MiningConfig, RunConfig, StrategyConfig, TrainConfig, load_c
 from .data import Corpus, DataError, Dataset, Queries, load_beir, resolve_dataset
 from .embed import Embedder, get_embedder
 from .mine import MinedPair, MiningResult, mine, training_pairs
+from .pipeline import RunResult, evaluate_models, run_pipeline
 from .retrieve import BM25Retriever, DenseRetriever, Ensemble, make_retriever
+from .version import __version__
 
-__version__ = "0.1.0"
 
-
-def run(config: RunConfig | str, **overrides):
+def run(config: RunConfig | str, **overrides) -> RunResult:
     """Run the whole pipeline from a config object or YAML path; see :func:`hardneg.pipeline.run_pipeline`."""
-    from .pipeline import run_pipeline
-
     cfg = load_config(config, overrides) if not isinstance(config, RunConfig) else config
     return run_pipeline(cfg)
 
@@ -39,7 +37,10 @@ __all__ = [
     "load_config",
     "make_retriever",
     "mine",
+    "__version__",
+    "evaluate_models",
     "resolve_dataset",
     "run",
+    "run_pipeline",
     "training_pairs",
 ]

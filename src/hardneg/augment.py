@@ -1,4 +1,4 @@
-"""More training signal when labelled queries are few: pairs made from the corpus, and distillation targets.
+"""More training signal when labelled queries are few: pairs made from the corpus.
 
 * ``title``: a document's title is the query for its body (the body alone, so the title's words are not given
   away); every document with both a title and a body qualifies.
@@ -7,8 +7,6 @@
 
 Negatives for these pairs come from the strategy's own ensemble when it has one (the top fused candidates other
 than the source document), else at random, so augmented pairs follow the strategy being compared.
-
-``distill_targets`` turns each mined pair's fused first-stage scores into margin-MSE teacher scores.
 """
 
 from __future__ import annotations
@@ -91,22 +89,4 @@ def augment_pairs(corpus: Corpus, kind: Kind, n: int, num_negatives: int, seed: 
                              negative_sources=["hard"] * len(hard) + ["random"] * len(rand),
                              negative_scores=scores + [None] * len(rand), positive_score=positive_score))
     logger.info("Made %d %s pairs from the corpus", len(out), kind)
-    return out
-
-
-def distill_targets(pairs: list[MinedPair], scale: float = 1.0) -> list[list[float] | None]:
-    """Teacher scores [positive, negative_1..n] per pair from the ensemble's fused scores, times ``scale``.
-
-    A random negative has no fused score: it gets the pair's lowest mined negative score (a random document is
-    taken to be no more relevant than the weakest hard one). A pair with no fused score for its positive, or no
-    mined negative at all (random strategy), has no teacher and is ``None``.
-    """
-    out: list[list[float] | None] = []
-    for p in pairs:
-        known = [s for s in p.negative_scores if s is not None]
-        if p.positive_score is None or not known:
-            out.append(None)
-            continue
-        floor = min(known)
-        out.append([scale * p.positive_score] + [scale * (s if s is not None else floor) for s in p.negative_scores])
     return out

@@ -13,11 +13,17 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from .config import RunConfig
 from .data import Corpus, Dataset, Qrels
+from .embed import get_embedder, resolve_st_model
+from .evaluate import ranked
+from .retrieve import Retrievers
 
 logger = logging.getLogger(__name__)
 
@@ -157,8 +163,6 @@ def chunk_corpus(corpus: Corpus, strategy: Strategy, tokenizer, max_tokens: int,
                  progress: bool = False) -> tuple[Corpus, dict[str, str], dict[str, list[str]]]:
     """Chunk every document (or only ``doc_ids``). Each chunk keeps its document's title; the token budget for the
     text is ``max_tokens`` minus the title's tokens (at least 8), so title + chunk fit ``max_tokens``."""
-    from tqdm.auto import tqdm
-
     wanted = range(len(corpus)) if doc_ids is None else [corpus.index[d] for d in doc_ids]
     ids, titles, texts = [], [], []
     chunk_doc: dict[str, str] = {}
@@ -260,21 +264,26 @@ def load_tokenizer(model: str):
     """The re-ranker's tokenizer (chunk sizes and document lengths are counted in the tokens it sees)."""
     from transformers import AutoTokenizer
 
-    from .embed import resolve_st_model
-
     # Only counting and splitting here, never truncating: no "longer than the maximum" warnings for long documents.
     return AutoTokenizer.from_pretrained(resolve_st_model(model), model_max_length=1_000_000)
 
 
-def chunk_for_run(dataset: Dataset, config, cache_dir, make_ensemble) -> ChunkedDataset:
-    """Chunk a run's dataset per ``config.chunking`` (a RunConfig); ``make_ensemble(chunked dataset)`` gives the
-    ensemble that picks the best chunk of each positive under the ``best`` rule."""
+@dataclass(frozen=True)
+class ChunkedRun:
+    """What chunking a run built: the chunks, and the retrievers it indexed over them to pick each positive's best
+    chunk (``None`` under the ``all`` rule), which mining and evaluation reuse."""
+
+    chunks: ChunkedDataset
+    retrievers: Retrievers | None
+
+
+def chunk_for_run(dataset: Dataset, config: RunConfig, cache_dir: Path) -> ChunkedRun:
+    """Chunk a run's dataset per ``config.chunking``; under the ``best`` rule the run's ensemble, indexed over the
+    chunks, picks the best chunk of each positive."""
     cc = config.chunking
     tokenizer = load_tokenizer(config.train.base_model)
     embed = None
     if cc.strategy == "semantic":
-        from .embed import get_embedder
-
         embedder = get_embedder(cc.semantic_model)
 
         def embed(texts: list[str]) -> np.ndarray:
@@ -282,8 +291,10 @@ def chunk_for_run(dataset: Dataset, config, cache_dir, make_ensemble) -> Chunked
 
     chunks = chunk_dataset(dataset, cc.strategy, tokenizer, cc.max_tokens, cc.overlap, embed, cc.semantic_quantile,
                            progress=config.progress)
+    retrievers = None
     if cc.positive == "best":
-        ensemble = make_ensemble(chunks.dataset)
+        retrievers = Retrievers(chunks.dataset, config, cache_dir)
+        ensemble = retrievers.ensemble(config.ensemble)
         index = chunks.dataset.corpus.index
 
         def scores(query: str, chunk_ids: list[str]) -> np.ndarray:
@@ -292,14 +303,12 @@ def chunk_for_run(dataset: Dataset, config, cache_dir, make_ensemble) -> Chunked
             return np.array([fused[index[c]] for c in chunk_ids])
 
         chunks = best_positive_chunks(chunks, scores)
-    return chunks
+    return ChunkedRun(chunks, retrievers)
 
 
 def document_scores(chunk_scores: dict[str, dict[str, float]], doc_run: dict[str, dict[str, float]],
                     rerank_depth: int, doc_chunks: dict[str, list[str]], method: Aggregation) -> dict[str, dict[str, float]]:
     """Re-ranker scores of each query's top ``rerank_depth`` documents, aggregated from their chunks' scores."""
-    from .evaluate import ranked
-
     return {q: aggregate_scores(chunk_scores.get(q, {}), doc_chunks, ranked(docs)[:rerank_depth], method)
             for q, docs in doc_run.items()}
 
@@ -307,12 +316,8 @@ def document_scores(chunk_scores: dict[str, dict[str, float]], doc_run: dict[str
 def chunk_pairs(doc_run: dict[str, dict[str, float]], rerank_depth: int,
                 doc_chunks: dict[str, list[str]]) -> list[tuple[str, str]]:
     """(query, chunk) pairs to score: every chunk of each query's top ``rerank_depth`` documents."""
-    from .evaluate import ranked
-
     return [(q, c) for q, docs in doc_run.items() for d in ranked(docs)[:rerank_depth] for c in doc_chunks.get(d, [d])]
 
 
 def top_documents(run: dict[str, dict[str, float]], depth: int) -> dict[str, dict[str, float]]:
-    from .evaluate import ranked
-
     return {q: {d: scores[d] for d in ranked(scores)[:depth]} for q, scores in run.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -10,7 +11,17 @@ from typing import Annotated
 import typer
 import yaml
 
-from .config import MiningConfig
+from .config import MiningConfig, RunConfig, StrategyConfig, TrainConfig, config_from_dict, load_config
+from .data import DataError, load_beir, resolve_dataset
+from .embed import KNOWN_MODELS
+from .ingest import Columns, FetchConfig, PairFields, ingest
+from .io import write_json, write_jsonl
+from .losses import as_hf_dataset
+from .mine import mine, training_pairs
+from .pipeline import evaluate_models, run_pipeline, train_from_negatives
+from .rerank import read_docs, rerank
+from .report import build_report, migrate
+from .retrieve import Retrievers
 
 # `hardneg mine` options default to MiningConfig's own, so a measured default changes in one place.
 _MINING = {name: field.default for name, field in MiningConfig.model_fields.items()}
@@ -56,10 +67,6 @@ def run(config: Annotated[Path, typer.Argument(help="Run config (YAML).")],
 
     Example: hardneg run configs/scifact.yaml --data-dir ../shared/data --set evaluate.max_queries=100
     """
-    from .config import load_config
-    from .data import DataError
-    from .pipeline import run_pipeline
-
     _logging(verbose)
     overrides = _parse_sets(set_)
     if output:
@@ -107,12 +114,6 @@ def mine_command(
     Example: hardneg mine -d scifact -o scifact-negatives.jsonl --strategy ensemble --num-negatives 4
     --mining likely_positive_ratio=1.0
     """
-    from .config import RunConfig, StrategyConfig
-    from .data import DataError, load_beir, resolve_dataset
-    from .io import write_json, write_jsonl
-    from .mine import as_hf_dataset, mine, training_pairs
-    from .pipeline import Retrievers
-
     _logging(verbose)
     try:
         strat = StrategyConfig.model_validate(strategy)
@@ -154,6 +155,66 @@ def mine_command(
                f"{len(s.short_pairs)} short pairs; data: {data.report.summary()}. Summary: {summary_path}")
 
 
+@app.command("train")
+def train_command(
+        negatives: Annotated[Path, typer.Argument(help="Mined pairs: a JSONL written by `hardneg mine`, or a "
+                                                  "Hugging Face dataset folder (query, positive, negative_1..n).")],
+        output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write; the re-ranker is "
+                                             "OUTPUT/model.")],
+        num_negatives: Annotated[int | None, typer.Option(
+            "--num-negatives", "-n", help="Negatives per pair to train on (default: the most common count in "
+            "NEGATIVES).")] = None,
+        set_: Annotated[list[str], typer.Option("--set", help="A training setting: --set loss=triplet "
+                                                "--set epochs=2 (see docs/CONFIG.md, section train).")] = [],
+        seed: int = 42, no_progress: Quiet = False, verbose: Verbose = 0) -> None:
+    """Train a cross-encoder re-ranker on mined negatives (the training stage of `hardneg run`).
+
+    Example: hardneg mine -d scifact -o negatives.jsonl && hardneg train negatives.jsonl -o my-reranker
+    --set loss=mnrl --set epochs=1
+    """
+    _logging(verbose)
+    try:
+        overrides = {key.removeprefix("train."): value for key, value in _parse_sets(set_).items()}
+        trained = train_from_negatives(negatives, output, TrainConfig(**overrides), num_negatives, seed=seed,
+                                       progress=not no_progress)
+    except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
+        _fail(exc)
+    typer.echo(f"Re-ranker ({trained.pairs} pairs, {trained.num_negatives} negatives each) -> {trained.model}")
+
+
+@app.command("evaluate")
+def evaluate_command(
+        models: Annotated[list[str], typer.Argument(help="Re-rankers to evaluate: CrossEncoder folders or hub ids.")],
+        dataset: Annotated[str, typer.Option("--dataset", "-d", help="BEIR name or dataset folder.")],
+        output: Annotated[str, typer.Option("--output", "-o", help="Folder for results, TREC runs and scores.")] = (
+            "runs/evaluate"),
+        split: Annotated[str, typer.Option(help="qrels split to evaluate on.")] = "test",
+        config: Annotated[Path | None, typer.Option(help="A run config whose first stages and evaluation "
+                                                    "settings to use.")] = None,
+        set_: Annotated[list[str], typer.Option("--set", help="Override a setting: --set evaluate.max_queries=100")
+                        ] = [],
+        data_dir: DataDir = None, no_progress: Quiet = False, verbose: Verbose = 0) -> None:
+    """Evaluate re-rankers over the first stage on a dataset split: the metrics table and TREC runs (the evaluation
+    stage of `hardneg run`).
+
+    Example: hardneg evaluate my-reranker/model -d scifact --set evaluate.max_queries=100
+    """
+    _logging(verbose)
+    overrides = {"dataset": dataset, "output": output, "strategies": [], "evaluate.split": split,
+                 **_parse_sets(set_)}
+    if data_dir:
+        overrides["data_dir"] = data_dir
+    if no_progress:
+        overrides["progress"] = False
+    try:
+        cfg = load_config(config, overrides) if config else config_from_dict({}, overrides, source="hardneg evaluate")
+        result = evaluate_models(cfg, {m: m for m in models})
+    except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
+        _fail(exc)
+    typer.echo(result.markdown.split("## Mining")[0].rstrip())
+    typer.echo(f"\nResults written to {result.output}/results.md and results.json")
+
+
 @app.command("ingest")
 def ingest_command(
         sources: Annotated[list[Path], typer.Argument(help="Folders (recursive), documents, or tables "
@@ -185,9 +246,6 @@ def ingest_command(
 
     Example: hardneg ingest examples/docs --pairs examples/queries.csv --output runs/docs-data
     """
-    from .data import DataError
-    from .ingest import Columns, FetchConfig, PairFields, ingest
-
     _logging(verbose)
     if not sources and urls is None:
         _fail(ValueError("give at least one SOURCE folder/file or --urls"))
@@ -208,8 +266,6 @@ def ingest_command(
 @app.command()
 def models() -> None:
     """List the registered model names (any sentence-transformers id or folder works too)."""
-    from .embed import KNOWN_MODELS
-
     for name, desc in KNOWN_MODELS.items():
         typer.echo(f"{name:10s} {desc}")
 
@@ -221,8 +277,6 @@ def download(name: Annotated[str, typer.Argument(help="BEIR dataset name, e.g. s
 
     Example: hardneg download scifact --data-dir data
     """
-    from .data import DataError, resolve_dataset
-
     try:
         typer.echo(resolve_dataset(name, data_dir))
     except DataError as exc:
@@ -236,15 +290,37 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run folder written by
 
     Example: hardneg report runs/scifact
     """
-    from .data import DataError
-    from .report import build_report
-
     _logging(verbose)
     try:
         files = build_report(run_dir)
-    except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, FileNotFoundError, ImportError) as exc:
         _fail(exc)
     typer.echo(f"Report: {files.html} and {files.markdown} ({len(files.images)} figures)")
+
+
+@app.command("migrate")
+def migrate_command(
+        run_dir: Annotated[Path, typer.Argument(help="A run folder written by `hardneg run`.")],
+        data_dir: Annotated[str | None, typer.Option(
+            "--data-dir", help="Folder holding the run's dataset, if the run's own data_dir is gone "
+                               "(default: the run's data_dir, then $HARDNEG_DATA).")] = None,
+        force: Annotated[bool, typer.Option("--force", help="Rebuild analysis.json even if the run has one.")] = False,
+        verbose: Verbose = 0) -> None:
+    """Give a run folder made before hardneg wrote RUN_DIR/analysis.json one, rebuilt from its TREC files, score
+    stores and the dataset's qrels, so `hardneg report` can read it.
+
+    Example: hardneg migrate runs/scifact --data-dir ../shared/data
+    """
+    _logging(verbose)
+    try:
+        done = migrate(run_dir, data_dir, force=force)
+    except (DataError, ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    if not done.written:
+        typer.echo(f"{done.analysis} exists; nothing to do (--force rebuilds it).")
+        return
+    left_out = f"; left out, for want of a run file: {', '.join(done.left_out)}" if done.left_out else ""
+    typer.echo(f"Wrote {done.analysis}{left_out}")
 
 
 @app.command("rerank")
@@ -261,10 +337,6 @@ def rerank_command(
 
     Example: hardneg rerank --model runs/scifact/strategies/ensemble/model --query "statins and dementia" --docs docs.txt
     """
-    import json
-
-    from .rerank import read_docs, rerank
-
     _logging(verbose)
     try:
         texts = read_docs(docs)

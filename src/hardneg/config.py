@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +16,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from .rundir import slug
 
 
 class _Strict(BaseModel):
@@ -39,10 +40,10 @@ class MiningConfig(_Strict):
     positive_ratio: float | None = Field(
         0.95, gt=0, description="NV-Retriever's positive-aware filter: drop a candidate whose score is at least "
         "this fraction of the positive's (per member, on its raw similarity scale, averaged); null disables")
-    # Default window [5, 50) sampled at random: across six collections x 3 seeds it trained better re-rankers than
-    # the paper's top 4 (+.043 MRR@10, +.028 nDCG@10 pooled, docs/BENCHMARKS.md "Six collections"), and it works
-    # for every strategy kind. range_min 0, range_max null, sampling top restore the paper's top-n.
-    range_min: int = Field(5, ge=0, description="skip the first range_min candidates (by fused rank)")
+    # The default window, sampled at random, is the measured default (docs/RESULTS.md, "Mining"): it keeps the very
+    # top, where unlabelled positives sit, out of the negatives, and works for every strategy kind.
+    range_min: int = Field(5, ge=0, description="skip the first range_min candidates (by fused rank); 0, with "
+                           "range_max null and sampling top, restores the paper's top-n")
     range_max: int | None = Field(50, ge=1, description="ignore candidates ranked at or below this; null: none")
     sampling: Literal["top", "random"] = Field("random", description="take the best of the window, or sample it")
     random_share: float = Field(0.0, ge=0, le=1, description="share of each pair's negatives drawn at random")
@@ -85,7 +86,7 @@ class MiningConfig(_Strict):
     denoise_margin: float = Field(0.0, description="denoise: logit margin below the positive's score")
     denoise_max_length: int | None = Field(
         None, ge=16, description="denoise: token limit of each (query, document) pair; null: the model's own "
-        "(often 512, four times the cost of 128)")
+        "(often 512, several times slower than a training length of 128)")
 
     @model_validator(mode="after")
     def _window(self) -> MiningConfig:
@@ -112,10 +113,13 @@ class StrategyConfig(_Strict):
     strings in YAML: ``random``, ``bm25``, ``dense:minilm``, ``ensemble``.
     """
 
-    name: str
-    kind: Literal["random", "bm25", "dense", "ensemble"]
-    models: list[str] | None = None
-    mining: dict = Field(default_factory=dict, description="overrides of the run's mining settings")
+    name: str = Field(..., description="the strategy's name: its folder under strategies/ and its row in the tables")
+    kind: Literal["random", "bm25", "dense", "ensemble"] = Field(
+        ..., description="where candidates come from: random documents, BM25, one dense model, or the ensemble")
+    models: list[str] | None = Field(
+        None, description="dense: the one model; ensemble: its members (default: the run's ensemble)")
+    mining: dict = Field(default_factory=dict, description="overrides of the run's mining settings, e.g. "
+                         "{range_min: 0, range_max: null, sampling: top}")
 
     @model_validator(mode="before")
     @classmethod
@@ -152,10 +156,11 @@ class SearchConfig(_Strict):
 
 
 class TrainConfig(_Strict):
+    """How each re-ranker is trained: a sentence-transformers CrossEncoder with one output logit."""
+
     base_model: str = Field("minilm", description="cross-encoder starting point: a name, folder or hub id")
     loss: Literal["triplet", "bce", "mnrl", "lambda", "listnet", "margin_mse"] = Field(
-        # mnrl won the 3-seed SciFact losses grid (docs/BENCHMARKS.md): ahead of triplet on random negatives
-        # (+.11 MRR@10, significant), level with it on the ensemble's; bce was significantly worse on both.
+        # The default is the loss that trained the best re-rankers in the losses grid (docs/RESULTS.md, "Loss").
         "mnrl", description="mnrl (softmax over positive + negatives; the default), triplet (the paper's), bce, "
         "lambda (LambdaLoss), listnet, margin_mse (distil the ensemble's fused scores); see hardneg.losses.LOSS_HELP")
     margin: float = Field(1.0, gt=0, description="triplet margin on the raw logit")
@@ -170,10 +175,11 @@ class TrainConfig(_Strict):
     dev_max_queries: int | None = Field(50, ge=1, description="cap on dev queries used during training")
     group_by_length: bool = Field(True, description="batch rows of similar length (less padding), batches shuffled")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default all cores of this machine")
-    epochs: float = Field(1.0, gt=0)
-    batch_size: int = Field(8, ge=1)
-    learning_rate: float = Field(2e-5, gt=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    epochs: float = Field(1.0, gt=0, description="passes over the training pairs (fractions allowed)")
+    batch_size: int = Field(8, ge=1, description="(query, positive) pairs per step, each with its negatives, "
+                            "whatever the loss's row layout")
+    learning_rate: float = Field(2e-5, gt=0, description="peak learning rate (linear warmup, then linear decay)")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of the steps spent warming the learning rate up")
     max_length: int | Literal["auto"] = Field(
         192, description="tokens per (query, document) pair; 'auto': the 90th percentile of a sample of training "
         "pairs, rounded up to a multiple of 32 (hardneg.lengths.suggest_max_length)")
@@ -188,7 +194,9 @@ class TrainConfig(_Strict):
 
 
 class EvalConfig(_Strict):
-    split: str = "test"
+    """What is evaluated: first stages, each re-ranker re-scoring them, and optionally the two interpolated."""
+
+    split: str = Field("test", description="qrels split whose queries are evaluated (never the training split)")
     first_stages: list[str] = Field(default_factory=lambda: ["ensemble"],
                                     description="'ensemble', 'bm25' or a model name; each is re-ranked")
     rerank: list[str] | None = Field(None, description="which of first_stages the re-rankers re-score "
@@ -211,8 +219,8 @@ class EvalConfig(_Strict):
     interpolate: bool = Field(True, description="also report re-ranker + first-stage score mix, weight tuned on dev")
     interpolation_weight: float | None = Field(
         None, ge=0, le=1, description="a fixed re-ranker weight for the mix instead of tuning it on dev (needs no "
-        "dev queries; with fewer than 30 dev queries a fixed 0.2 did as well as tuning, docs/BENCHMARKS.md)")
-    batch_size: int = Field(64, ge=1)
+        "dev queries; docs/RESULTS.md compares fixed and tuned weights)")
+    batch_size: int = Field(64, ge=1, description="(query, document) pairs per re-ranker forward pass")
 
 
 class ChunkConfig(_Strict):
@@ -244,8 +252,8 @@ class ChunkConfig(_Strict):
 
 
 DEFAULT_ENSEMBLE = ["minilm", "wordllama", "bm25"]
-# Chosen on SciFact *train* queries (benchmarks/first_stage_scifact_train.json): halving WordLlama's weight
-# gave the best MRR@10 and Recall@100 of the weightings tried.
+# Chosen on SciFact *train* queries, never test (docs/RESULTS.md, "First stage"): WordLlama at half weight adds its
+# recall without diluting the fused ranking.
 DEFAULT_WEIGHTS = [1.0, 0.5, 1.0]
 
 
@@ -253,33 +261,41 @@ class RunConfig(_Strict):
     """Everything one ``hardneg run`` does; stored in the run folder as config.json."""
 
     dataset: str = Field(..., description="a BEIR name under the data directory, or a dataset folder")
-    data_dir: str | None = None
-    output: str = "runs/run"
-    cache_dir: str | None = Field(None, description="embedding cache; default <output>/../.cache")
-    seed: int = 42
-    train_split: str = "train"
+    data_dir: str | None = Field(None, description="folder holding datasets named by BEIR name; default "
+                                 "$HARDNEG_DATA, else ./data")
+    output: str = Field("runs/run", description="run folder: every stage's output, reused when its settings "
+                        "are unchanged")
+    cache_dir: str | None = Field(None, description="embedding cache folder; default .cache/embeddings beside the run "
+                                     "folder, shared by sibling runs")
+    seed: int = Field(42, description="seeds the dev split, query sampling, mining's random draws and training")
+    train_split: str = Field("train", description="qrels split whose (query, positive) pairs are mined and "
+                             "trained on")
     dev_fraction: float = Field(0.1, ge=0, lt=1, description="train queries held out for dev (interpolation)")
     max_train_queries: int | None = Field(None, ge=1, description="seeded subset of training queries")
-    ensemble: list[str] = Field(default_factory=lambda: list(DEFAULT_ENSEMBLE))
+    ensemble: list[str] = Field(default_factory=lambda: list(DEFAULT_ENSEMBLE),
+                                description="first-stage members (model names, or bm25) fused into one ranking")
     fusion: Fusion = Field("zscore", description="how ensemble members are fused (see mining.fusion)")
-    weights: list[float] | None = Field(None, description="per ensemble member; default equal, or the measured "
-                                        "default weights for the default ensemble")
-    embed_max_seq_length: int | None = Field(None, ge=8)
+    weights: list[float] | None = Field(None, description="fusion weight per ensemble member; null: equal, or "
+                                        "[1, 0.5, 1] for the default ensemble (minilm, wordllama, bm25)")
+    embed_max_seq_length: int | None = Field(None, ge=8, description="token limit of the dense members; default "
+                                             "each model's own")
     embed_workers: int = Field(1, ge=1, description="processes embedding batches in parallel (each gets its share "
                                "of the CPU threads)")
     embed_dtype: Literal["float16", "float32"] = Field(
         "float16", description="in-memory precision of document vectors (the on-disk cache is float16)")
-    search: SearchConfig = Field(default_factory=SearchConfig)
-    mining: MiningConfig = Field(default_factory=MiningConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig, description="dense candidate search")
+    mining: MiningConfig = Field(default_factory=MiningConfig, description="how negatives are chosen (every "
+                                 "strategy; a strategy's own mining overrides win)")
     strategies: list[StrategyConfig] = Field(
         default_factory=lambda: [StrategyConfig.model_validate(s)
-                                 for s in ("random", "bm25", "dense:minilm", "ensemble")])
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    evaluate: EvalConfig = Field(default_factory=EvalConfig)
+                                 for s in ("random", "bm25", "dense:minilm", "ensemble")],
+        description="negative strategies, one re-ranker each; shorthand strings or mappings")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="re-ranker training")
+    evaluate: EvalConfig = Field(default_factory=EvalConfig, description="evaluation")
     rounds: int = Field(1, ge=1, le=2, description="2: mine, train, re-mine with the trained re-ranker as "
                         "mining.denoise_model, train again (the second model is the one evaluated)")
-    chunking: ChunkConfig = Field(default_factory=ChunkConfig)
-    progress: bool = True
+    chunking: ChunkConfig = Field(default_factory=ChunkConfig, description="long documents")
+    progress: bool = Field(True, description="show progress bars")
 
     @model_validator(mode="after")
     def _weights(self) -> RunConfig:
@@ -328,11 +344,6 @@ class RunConfig(_Strict):
         return list(strategy.models or [])
 
 
-def slug(name: str) -> str:
-    """A strategy or model name as a folder / file name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-
-
 def fingerprint(*parts) -> str:
     """A short stable hash of settings, used to tell whether a finished stage's output can be reused."""
     blob = json.dumps([p.model_dump() if isinstance(p, BaseModel) else p for p in parts], sort_keys=True,
@@ -351,6 +362,12 @@ def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
         raise ValueError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping of settings at the top level.")
+    return config_from_dict(raw, overrides, source=str(path))
+
+
+def config_from_dict(raw: dict, overrides: dict | None = None, source: str = "settings") -> RunConfig:
+    """A RunConfig from nested settings plus dotted overrides (``train.epochs``); errors name ``source``."""
+    raw = dict(raw)
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, leaf = dotted.split(".")
@@ -361,4 +378,4 @@ def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"{path}: invalid config: {problems}") from None
+        raise ValueError(f"{source}: invalid config: {problems}") from None

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .data import Corpus, Qrels
+from .embed import resolve_st_model
+from .evaluate import evaluate_run
+from .mine import training_pairs
 
 
 def document_tokens(corpus: Corpus, tokenizer, doc_ids: list[str] | None = None,
@@ -56,8 +59,6 @@ def metrics_by_length(qrels: Qrels, run: dict[str, dict[str, float]], metrics: l
                       split: LengthSplit) -> dict[str, dict[str, float]]:
     """``{"short": {...}, "long": {...}}`` over the queries in ``qrels`` (the evaluated ones, e.g. a
     ``max_queries`` sample); a subset with no such query is left out."""
-    from .evaluate import evaluate_run
-
     out = {}
     for name, qids in split.subsets().items():
         qids = [q for q in qids if q in qrels]
@@ -111,9 +112,6 @@ def resolve_max_length(config, dataset):
     if config.train.max_length != "auto":
         return config
     from transformers import AutoTokenizer
-
-    from .embed import resolve_st_model
-    from .mine import training_pairs
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_st_model(config.train.base_model))
     pairs = [(dataset.queries.text(q), dataset.corpus.full_text(dataset.corpus.index[d]))

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
-from typing import Literal
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import Path
 
 import numpy as np
 
+from .cluster import choose_k, cluster_documents
 from .config import MiningConfig
+from .crossencoder import load_cross_encoder
 from .data import Dataset
 from .retrieve import CandidatePool, Ensemble
 from .rules import PairContext, likely_positive_mask, sample_random, select_hard
@@ -45,6 +49,54 @@ class MinedPair:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def read_mined_pairs(path: str | Path) -> list[MinedPair]:
+    """Mined pairs from a negatives JSONL file, one :meth:`MinedPair.as_dict` per line (blank lines skipped);
+    a line that is not a pair is an error naming the file and line."""
+    names = {f.name for f in fields(MinedPair)}
+    required = [f.name for f in fields(MinedPair) if f.default is MISSING]
+    per_negative = ("negative_ids", "negatives", "negative_sources", "negative_scores")
+    pairs = []
+    with Path(path).open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg}).") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{lineno}: expected a mined pair (a JSON object), got {type(row).__name__}.")
+            problems = [f"{what} field(s) {', '.join(found)}" for what, found in (
+                ("missing", [n for n in required if n not in row]), ("unknown", [k for k in row if k not in names]))
+                if found]
+            if problems:
+                raise ValueError(f"{path}:{lineno}: not a mined pair: {'; '.join(problems)}.")
+            if len({len(row[n]) if isinstance(row[n], list) else -1 for n in per_negative}) != 1:
+                raise ValueError(f"{path}:{lineno}: {', '.join(per_negative)} must be lists of the same length.")
+            pairs.append(MinedPair(**row))
+    return pairs
+
+
+def pairs_from_hf_dataset(dataset) -> list[MinedPair]:
+    """Mined pairs from a Hugging Face dataset with columns query, positive and negative_1..n (or negative).
+
+    Rows carry no ids, so ids are made from the row number (``"<row>"``, ``"<row>:positive"``,
+    ``"<row>:negative_<k>"``); negatives count as hard ones without a fused score, empty ones are skipped."""
+    columns = list(dataset.column_names)
+    negative_columns = sorted((c for c in columns if re.fullmatch(r"negative_\d+", c)), key=lambda c: int(c[9:]))
+    negative_columns = negative_columns or [c for c in columns if c == "negative"]
+    if "query" not in columns or "positive" not in columns or not negative_columns:
+        raise ValueError(f"Expected columns query, positive and negative_1..n (or negative); got {', '.join(columns)}.")
+    data = {c: list(dataset[c]) for c in ["query", "positive", *negative_columns]}
+    pairs = []
+    for i, (query, positive) in enumerate(zip(data["query"], data["positive"])):
+        negatives = [(c, data[c][i]) for c in negative_columns if data[c][i]]
+        n = len(negatives)
+        pairs.append(MinedPair(str(i), query, f"{i}:positive", positive, [f"{i}:{c}" for c, _ in negatives],
+                               [text for _, text in negatives], ["hard"] * n, [None] * n, None))
+    return pairs
 
 
 @dataclass
@@ -86,8 +138,7 @@ def pair_rng(seed: int, query_id: str, positive_id: str) -> np.random.Generator:
 
 def member_overlap(pool: CandidatePool, excluded: set[int], n: int, names: list[str]) -> dict[str, float]:
     """Jaccard overlap of the top ``n`` non-positive candidates each member would pick alone, per member pair."""
-    keep = np.array([int(d) not in excluded for d in pool.doc_idx], dtype=bool)
-    positions = np.flatnonzero(keep)
+    positions = np.flatnonzero(np.array([int(d) not in excluded for d in pool.doc_idx], dtype=bool))
     picks = [set(positions[np.lexsort((positions, -row[positions]))[:n]].tolist()) for row in pool.member_scores]
     out = {}
     for a, b in itertools.combinations(range(len(picks)), 2):
@@ -133,16 +184,13 @@ def _cluster_scope(ensemble: Ensemble, config: MiningConfig, queries: dict[str, 
                    must_include: dict[str, set[int]], positives: dict[str, set[int]]) -> _ClusterScope:
     """Cluster the fused dense space; add each query's target clusters' documents (the ``depth`` most similar
     to the query per cluster) to its candidate pool, so every member scores them."""
-    from .cluster import choose_k, cluster_documents
-
     space = ensemble.space()
     docs = space.document_vectors()
     k = config.clusters or choose_k(docs, config.cluster_rule, seed)
     clustering = cluster_documents(docs, config.cluster, k, seed)
     ids = list(queries)
     qv = space.query_vectors([queries[q] for q in ids])
-    own = clustering.assign(qv)
-    query_cluster = {q: int(c) for q, c in zip(ids, own)}
+    query_cluster = {q: int(c) for q, c in zip(ids, clustering.assign(qv))}
     near = {q: [int(c) for c in clustering.nearest(v, config.cluster_near)] for q, v in zip(ids, qv)}
     members = {c: np.flatnonzero(clustering.labels == c) for c in range(clustering.k)}
     for q, v in zip(ids, qv):
@@ -165,7 +213,7 @@ def _pair_context(pool: CandidatePool, positive_pos: int | None, positive_idx: i
                   ensemble: Ensemble, scope: _ClusterScope | None, query_id: str,
                   flagged: np.ndarray | None) -> PairContext:
     allowed, orderings = None, None
-    if ensemble.fusion == "union" and len(pool.member_scores) > 1:
+    if ensemble.picks_per_member and len(pool.member_scores) > 1:
         ties = np.arange(len(pool.doc_idx))  # each member's own order; ties by fused rank
         orderings = [np.lexsort((ties, -row)) for row in pool.member_scores]
     if scope is not None:
@@ -242,12 +290,8 @@ def mine(dataset: Dataset, pairs: list[tuple[str, str]], ensemble: Ensemble | No
     for query_id, doc in likely:
         flagged_docs.setdefault(query_id, set()).add(doc)
 
-    reranker = None
-    if config.denoise_model is not None and pools:
-        from .train import load_cross_encoder
-
-        reranker = load_cross_encoder(config.denoise_model, config.denoise_max_length)
-
+    reranker = (load_cross_encoder(config.denoise_model, config.denoise_max_length)
+                if config.denoise_model is not None and pools else None)
     overlaps: dict[str, list[float]] = {}
     names = ensemble.member_names if ensemble is not None and pools else []
     out: list[MinedPair] = []
@@ -354,37 +398,3 @@ def _likely_pairs(pairs: list[MinedPair], records: list[dict], dataset: Dataset)
             positive_score=r["score"] if r["source"] == "ensemble" else None,  # a CE logit is another scale
             positive_source="likely"))
     return extra
-
-
-OutputFormat = Literal["n-tuple", "triplet", "labeled-pair"]
-
-
-def as_hf_dataset(pairs: list[MinedPair], fmt: OutputFormat = "n-tuple", num_negatives: int | None = None):
-    """Mined pairs in a column layout sentence-transformers' losses take; returns (dataset, rows left out).
-
-    ``n-tuple``: (query, positive, negative_1..n), for triplet-margin / multiple-negatives losses; pairs with fewer
-    than ``num_negatives`` negatives are left out and counted. ``triplet``: one (query, positive, negative) row
-    per negative. ``labeled-pair``: (query, passage, label) with label 1 for the positive, 0 for each negative.
-    """
-    from datasets import Dataset
-
-    if fmt == "labeled-pair":
-        rows: dict[str, list] = {"query": [], "passage": [], "label": []}
-        for pair in pairs:
-            for doc, label in [(pair.positive, 1.0)] + [(n, 0.0) for n in pair.negatives]:
-                rows["query"].append(pair.query)
-                rows["passage"].append(doc)
-                rows["label"].append(label)
-        return Dataset.from_dict(rows), 0
-    if fmt == "triplet":
-        triples = [(p.query, p.positive, n) for p in pairs for n in p.negatives]
-        return Dataset.from_dict({"query": [t[0] for t in triples], "positive": [t[1] for t in triples],
-                                  "negative": [t[2] for t in triples]}), sum(1 for p in pairs if not p.negatives)
-    if fmt != "n-tuple":
-        raise ValueError(f"Unknown output format {fmt!r}: choose n-tuple, triplet or labeled-pair.")
-    n = num_negatives if num_negatives is not None else max((len(p.negatives) for p in pairs), default=0)
-    full = [p for p in pairs if len(p.negatives) >= n]
-    columns = {"query": [p.query for p in full], "positive": [p.positive for p in full]}
-    for i in range(n):
-        columns[f"negative_{i + 1}"] = [p.negatives[i] for p in full]
-    return Dataset.from_dict(columns), len(pairs) - len(full)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .crossencoder import load_cross_encoder
+
 
 def rerank(model, query: str, texts: list[str], batch_size: int = 32, top_k: int | None = None,
            max_length: int | None = None) -> list[tuple[int, float]]:
@@ -13,8 +15,6 @@ def rerank(model, query: str, texts: list[str], batch_size: int = 32, top_k: int
     Scores are what ``CrossEncoder.predict`` returns (the sigmoid of the logit for a one-label model).
     """
     if isinstance(model, (str, Path)):
-        from .train import load_cross_encoder
-
         model = load_cross_encoder(str(model), max_length)
     if not texts:
         return []

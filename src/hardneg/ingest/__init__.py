@@ -19,6 +19,10 @@ from ..data import DataError
 from ..io import write_json, write_jsonl
 from .clean import clean_text, repeated_lines
 from .dedup import DuplicateGroup, find_duplicates
+from .documents import DEFAULT_MAX_BYTES, RawDocument, Skip
+from .fetch import FetchConfig, fetch_urls, read_url_list
+from .files import read_folder
+from .ids import content_id
 from .pairs import (
     PairFields,
     QueryPair,
@@ -27,20 +31,8 @@ from .pairs import (
     read_qrels_pairs,
     seeded_split,
 )
-from .sources import (
-    DEFAULT_MAX_BYTES,
-    DOC_TYPES,
-    TABULAR,
-    Columns,
-    FetchConfig,
-    RawDocument,
-    Skip,
-    content_id,
-    fetch_urls,
-    read_folder,
-    read_tabular,
-    read_url_list,
-)
+from .readers import DOC_TYPES
+from .tables import TABULAR, Columns, read_tabular
 
 __all__ = ["Columns", "FetchConfig", "IngestReport", "IngestResult", "PairFields", "ingest"]
 logger = logging.getLogger(__name__)

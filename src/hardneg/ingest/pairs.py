@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data import DataError
-from .sources import normalise_path, normalise_url, read_table
+from .ids import normalise_path, normalise_url
+from .tables import read_table
 
 
 @dataclass(frozen=True)

@@ -66,44 +66,6 @@ def triplet_margin(positive: Tensor, negatives: Tensor, margin: float) -> Tensor
     return torch.relu(margin - positive.unsqueeze(0) + negatives).mean()
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Every training loss hardneg offers, each with the dataset layout it reads. Layouts are built from mined pairs
-# (one query, one positive, its negatives), so each loss sees the same queries and documents.
-
-LOSSES = ("triplet", "bce", "mnrl", "lambda", "listnet", "margin_mse")
-LOSS_HELP = {
-    "triplet": "triplet margin on the raw logit over (query, positive, negative_1..n): the paper's loss",
-    "bce": "binary cross-entropy on (query, passage, label) pairs, positives weighted by the number of negatives",
-    "mnrl": "sentence-transformers' MultipleNegativesRankingLoss: softmax over the positive, its hard negatives "
-            "(and optional in-batch negatives)",
-    "lambda": "sentence-transformers' LambdaLoss (NDCG-Loss2++): listwise over (query, [positive, negatives])",
-    "listnet": "sentence-transformers' ListNetLoss: listwise cross-entropy over (query, [positive, negatives])",
-    "margin_mse": "sentence-transformers' MarginMSELoss: distil the ensemble's fused-score margins (teacher) "
-                  "into the cross-encoder; pairs without fused scores (random negatives) are left out",
-}
-
-
-def make_loss(name: str, model, num_negatives: int, margin: float = 1.0, in_batch_negatives: int = 0):
-    """The loss module ``name`` for ``model`` (a one-label ``CrossEncoder``)."""
-    import torch
-    from sentence_transformers.cross_encoder import losses as st_losses
-
-    if name == "triplet":
-        return TripletMarginLoss(model, margin=margin)
-    if name == "bce":
-        # One positive per n negatives: weight positives by n so both classes pull equally.
-        return st_losses.BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(num_negatives)))
-    if name == "mnrl":
-        return InBatchOptionalMNRL(model, num_negatives=in_batch_negatives)
-    if name == "lambda":
-        return st_losses.LambdaLoss(model)
-    if name == "listnet":
-        return st_losses.ListNetLoss(model)
-    if name == "margin_mse":
-        return st_losses.MarginMSELoss(model)
-    raise ValueError(f"Unknown loss {name!r}: choose one of {', '.join(LOSSES)}.")
-
-
 def _mnrl_base():
     from sentence_transformers.cross_encoder.losses import MultipleNegativesRankingLoss
 
@@ -131,36 +93,3 @@ class InBatchOptionalMNRL(nn.Module):
 
     def get_config_dict(self) -> dict:
         return {**self.inner.get_config_dict(), "num_negatives": self.in_batch}
-
-
-def loss_dataset(pairs, loss: str, num_negatives: int, teacher: list[list[float]] | None = None):
-    """Mined pairs in the layout ``loss`` reads; returns (dataset, rows left out).
-
-    ``triplet``/``mnrl``: (query, positive, negative_1..n), pairs with fewer negatives left out; ``bce``: (query,
-    passage, label); ``lambda``/``listnet``: (query, docs, labels) with the positive first, so pairs with fewer
-    negatives still count; ``margin_mse``: n-tuple plus ``label`` = teacher score of the positive minus each
-    negative's (``teacher`` gives [positive, negative_1..n] per pair; ``None`` rows are left out).
-    """
-    from datasets import Dataset
-
-    from .mine import as_hf_dataset
-
-    if loss in ("triplet", "mnrl"):
-        return as_hf_dataset(pairs, "n-tuple", num_negatives)
-    if loss == "bce":
-        return as_hf_dataset(pairs, "labeled-pair")
-    if loss in ("lambda", "listnet"):
-        rows = [p for p in pairs if p.negatives]
-        return Dataset.from_dict({"query": [p.query for p in rows],
-                                  "docs": [[p.positive] + list(p.negatives) for p in rows],
-                                  "labels": [[1.0] + [0.0] * len(p.negatives) for p in rows]}), len(pairs) - len(rows)
-    if loss == "margin_mse":
-        if teacher is None or len(teacher) != len(pairs):
-            raise ValueError("margin_mse needs one teacher score list per pair (see hardneg.augment.distill_targets).")
-        keep = [(p, t) for p, t in zip(pairs, teacher) if t is not None and len(p.negatives) >= num_negatives]
-        columns = {"query": [p.query for p, _ in keep], "positive": [p.positive for p, _ in keep]}
-        for i in range(num_negatives):
-            columns[f"negative_{i + 1}"] = [p.negatives[i] for p, _ in keep]
-        columns["label"] = [[t[0] - t[i + 1] for i in range(num_negatives)] for _, t in keep]
-        return Dataset.from_dict(columns), len(pairs) - len(keep)
-    raise ValueError(f"Unknown loss {loss!r}: choose one of {', '.join(LOSSES)}.")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluate import Row
-from .io import atomic_write, read_json
-from .report import METRIC_LABELS, PRIMARY, _scores, _system_of, system_label
+from ..evaluate import Row
+from ..io import atomic_write
+from .labels import PRIMARY, metric_label, rows_of, system_label, system_of
 
 
 def _figure(path: Path, draw) -> Path:
@@ -28,12 +28,11 @@ def _figure(path: Path, draw) -> Path:
 
 def bar_chart(path: Path, fs: str, rows: list[Row], analysis: dict, metric: str = PRIMARY) -> Path:
     ci = analysis["first_stages"].get(fs, {}).get("ci", {})
-    ordered = [r for mode in ("first stage", "rerank", "interpolated") for r in rows
-               if r.first_stage == fs and r.mode == mode]
-    labels = [system_label(_system_of(r), r) for r in ordered]
+    ordered = rows_of(rows, fs)
+    labels = [system_label(system_of(r), r) for r in ordered]
     values = np.array([r.metrics[metric] for r in ordered])
-    low = np.array([ci.get(_system_of(r), {}).get(metric, [v, v])[0] for r, v in zip(ordered, values)])
-    high = np.array([ci.get(_system_of(r), {}).get(metric, [v, v])[1] for r, v in zip(ordered, values)])
+    low = np.array([ci.get(system_of(r), {}).get(metric, [v, v])[0] for r, v in zip(ordered, values)])
+    high = np.array([ci.get(system_of(r), {}).get(metric, [v, v])[1] for r, v in zip(ordered, values)])
     colours = ["#888888" if r.mode == "first stage" else "#c44e52" if r.reranker == "base" else
                "#4c72b0" if r.mode == "rerank" else "#55a868" for r in ordered]
 
@@ -42,7 +41,7 @@ def bar_chart(path: Path, fs: str, rows: list[Row], analysis: dict, metric: str 
         y = np.arange(len(ordered))[::-1]
         ax.barh(y, values, color=colours, xerr=[values - low, high - values], capsize=3)
         ax.set_yticks(y, labels)
-        ax.set_xlabel(f"{METRIC_LABELS.get(metric, metric)} (bars: 95% bootstrap CI over queries)")
+        ax.set_xlabel(f"{metric_label(metric)} (bars: 95% bootstrap CI over queries)")
         ax.set_title(f"First stage: {fs}")
         ax.set_xlim(max(0.0, float(low.min()) - 0.05), min(1.0, float(high.max()) + 0.05))
         return fig
@@ -63,18 +62,15 @@ def score_distributions(path: Path, negatives: dict[str, list[dict]]) -> Path | 
     return _histograms(path, panels, ("hard negatives", "positives"), "fused first-stage score", bins=None)
 
 
-def reranker_distributions(path: Path, run_dir: Path, systems: list[str], qrels: dict, split: str) -> Path | None:
-    """Each re-ranker's score of labelled positives vs. the other candidates it re-scored (test split)."""
-    from .config import slug
+def reranker_distributions(path: Path, scores: dict[str, dict[str, dict[str, float]]], qrels: dict) -> Path | None:
+    """Each re-ranker's score of labelled positives vs. the other candidates it re-scored.
 
+    ``scores``: per re-ranker, its score store (query -> document -> score).
+    """
     panels = {}
-    for system in systems:
-        file = run_dir / "scores" / f"{slug(system)}.{split}.json"
-        if not file.is_file():
-            continue
-        scores = _scores(read_json(file))
+    for system, by_query in scores.items():
         pos, other = [], []
-        for q, docs in scores.items():
+        for q, docs in by_query.items():
             for d, v in docs.items():
                 (pos if qrels.get(q, {}).get(d, 0) > 0 else other).append(v)
         if pos and other:
@@ -118,7 +114,7 @@ def wins_chart(path: Path, deltas: list[tuple[str, float]], best: str, base: str
                color=["#55a868" if v > 0 else "#c44e52" if v < 0 else "#bbbbbb" for v in values])
         ax.axhline(0, color="black", linewidth=0.6)
         ax.set_xlabel("test queries, sorted by difference")
-        ax.set_ylabel(f"delta {METRIC_LABELS.get(metric, metric)}")
+        ax.set_ylabel(f"delta {metric_label(metric)}")
         ax.set_title(f"{system_label(best)} vs. {system_label(base)}: {int((values > 0).sum())} wins, "
                      f"{int((values == 0).sum())} ties, {int((values < 0).sum())} losses", fontsize=10)
         return fig

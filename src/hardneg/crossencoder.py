@@ -1,0 +1,109 @@
+"""Cross-encoders, loaded and scored one way for every stage: mining's denoiser, training, re-ranking, evaluation.
+
+:func:`load_cross_encoder` loads a one-label model from a registered name, a folder or a hub id;
+:func:`training_info` reads what hardneg recorded when it trained a folder; :class:`ScoreStore` and
+:func:`score_pairs` score (query, document) pairs and keep the scores on disk, fingerprinted by the model;
+:func:`read_scores` reads such a file back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .data import Dataset
+from .embed import resolve_st_model
+from .io import atomic_write, read_json
+
+logger = logging.getLogger(__name__)
+
+# The file a trained model folder holds with hardneg's record of its training; its presence marks the folder done.
+DONE_MARKER = "hardneg_training.json"
+
+
+def load_cross_encoder(name_or_path: str, max_length: int | None = None, seed: int | None = None):
+    """A ``CrossEncoder`` with one output, from a registered name, a folder or a hub id.
+
+    ``seed``: a base model's scoring head is new and randomly initialised; seeded here, it does not depend on
+    whatever drew from torch's generator earlier in the process (a cold embedding cache loads models, a warm one
+    does not). A trained folder's head is loaded, so the seed changes nothing there.
+    """
+    from sentence_transformers import CrossEncoder
+
+    if seed is not None:
+        from transformers import set_seed
+
+        set_seed(seed)
+    path = resolve_st_model(name_or_path)
+    try:
+        return CrossEncoder(path, num_labels=1, max_length=max_length)
+    except OSError as exc:
+        raise ValueError(f"Cannot load cross-encoder {name_or_path!r} (resolved to {path!r}): {exc}") from None
+
+
+def training_info(model_dir: str | Path) -> dict:
+    """What hardneg recorded when it trained ``model_dir`` (empty for a model it did not train)."""
+    path = Path(model_dir) / DONE_MARKER
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+class ScoreStore:
+    """A re-ranker's (query, document) scores, kept on disk so a resumed run re-scores nothing.
+
+    The file records a fingerprint of the model that produced the scores; scores from any other model (a
+    retrained strategy, a changed base model or max length) are discarded, never mixed in. Scores are what
+    ``CrossEncoder.predict`` returns (sigmoid of the logit for a one-label model): monotonic in the logit, so
+    rankings are the same, and bounded, which keeps the interpolation's z-scores robust to outliers.
+    """
+
+    def __init__(self, path: str | Path | None, fingerprint: str = ""):
+        self.path = Path(path) if path else None
+        self.fingerprint = fingerprint
+        self.scores: dict[str, dict[str, float]] = {}
+        if self.path and self.path.is_file():
+            saved = read_json(self.path)
+            if isinstance(saved, dict) and saved.get("fingerprint") == fingerprint:
+                self.scores = saved["scores"]
+            else:
+                logger.info("Discarding scores in %s: they came from another model", self.path)
+
+    def missing(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        return [(q, d) for q, d in pairs if d not in self.scores.get(q, {})]
+
+    def add(self, pairs: list[tuple[str, str]], values: np.ndarray) -> None:
+        for (q, d), v in zip(pairs, values, strict=True):
+            self.scores.setdefault(q, {})[d] = float(v)
+        if self.path:
+            with atomic_write(self.path) as handle:
+                json.dump({"fingerprint": self.fingerprint, "scores": self.scores}, handle)
+
+
+def read_scores(path: str | Path) -> dict[str, dict[str, float]]:
+    """A :class:`ScoreStore` file's (query -> document -> score), whatever model made it.
+
+    Older runs saved the mapping bare, without a fingerprint; both forms read the same.
+    """
+    saved = read_json(path)
+    return saved["scores"] if isinstance(saved.get("scores"), dict) and "fingerprint" in saved else saved
+
+
+def score_pairs(model, dataset: Dataset, pairs: list[tuple[str, str]], store: ScoreStore, batch_size: int = 64,
+                progress: bool = True, save_every: int = 4096) -> None:
+    """Score (query id, doc id) pairs with a CrossEncoder, longest-first batches, saving as it goes."""
+    todo = store.missing(list(dict.fromkeys(pairs)))
+    if not todo:
+        return
+    corpus, queries = dataset.corpus, dataset.queries
+    texts = [(queries.text(q), corpus.full_text(corpus.index[d])) for q, d in todo]
+    order = sorted(range(len(todo)), key=lambda i: -len(texts[i][1]))  # similar lengths share a batch
+    with tqdm(total=len(todo), desc="re-rank", disable=not progress, unit="pair") as bar:
+        for start in range(0, len(order), save_every):
+            chunk = order[start:start + save_every]
+            values = model.predict([texts[i] for i in chunk], batch_size=batch_size, show_progress_bar=False,
+                                   convert_to_numpy=True)
+            store.add([todo[i] for i in chunk], np.asarray(values, dtype=np.float64).reshape(-1))
+            bar.update(len(chunk))

@@ -1,0 +1,67 @@
+"""What every stage of a run reads: the settings, the run folder, the data and the shared first-stage retrievers.
+
+:func:`prepare` loads and (optionally) chunks the dataset, splits the training queries into train and dev, and
+records the settings and the data report in the run folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..chunk import ChunkedDataset, chunk_for_run
+from ..config import RunConfig
+from ..data import Dataset, load_beir, resolve_dataset
+from ..io import write_json
+from ..lengths import resolve_max_length
+from ..mine import training_pairs
+from ..retrieve import Retrievers
+from ..rundir import RunFolder
+from ..splits import sample_queries, split_queries
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """One run's inputs. ``dataset`` is what mining and training see: the documents, or their chunks."""
+
+    config: RunConfig
+    folder: RunFolder
+    documents: Dataset
+    dataset: Dataset
+    chunks: ChunkedDataset | None
+    retrievers: Retrievers
+    train_ids: list[str]
+    dev_ids: list[str]
+    pairs: list[tuple[str, str]]
+
+
+def prepare(config: RunConfig) -> RunContext:
+    """Load the run's data, chunk it if asked, split its training queries, and write config.json and
+    data_report.json (``train.max_length: auto`` is resolved here, so chunking and training agree on it)."""
+    folder = RunFolder(config.output).create()
+    cache_dir = Path(config.cache_dir) if config.cache_dir else folder.default_cache()
+    write_json(folder.config, config.model_dump())
+
+    documents = load_beir(resolve_dataset(config.dataset, config.data_dir))
+    config = resolve_max_length(config, documents)
+    write_json(folder.data_report, {"dataset": documents.name, "documents": len(documents.corpus),
+                                    "queries": len(documents.queries), **documents.report.as_dict()})
+    # Long documents: everything up to evaluation runs on chunks; evaluation maps scores back to documents.
+    chunked = chunk_for_run(documents, config, cache_dir) if config.chunking.strategy != "none" else None
+    dataset = chunked.chunks.dataset if chunked is not None else documents
+    # Evaluating ready re-rankers needs no training split; without one there is no dev split to tune on.
+    has_train = bool(config.strategies) or config.train_split in dataset.qrels
+    train_query_ids = sample_queries(sorted(dataset.positives(config.train_split)) if has_train else [],
+                                     config.max_train_queries, config.seed)
+    train_ids, dev_ids = split_queries(train_query_ids, config.dev_fraction, config.seed)
+    pairs = training_pairs(dataset, config.train_split, train_ids)
+    logger.info("%d training queries (%d pairs), %d dev queries", len(train_ids), len(pairs), len(dev_ids))
+    # The retrievers chunking indexed to pick best chunks are reused when they index the same corpus.
+    built = chunked.retrievers if chunked is not None else None
+    retrievers = (built if built is not None and built.dataset.corpus is dataset.corpus
+                  else Retrievers(dataset, config, cache_dir))
+    return RunContext(config, folder, documents, dataset, chunked.chunks if chunked is not None else None,
+                      retrievers, train_ids, dev_ids, pairs)

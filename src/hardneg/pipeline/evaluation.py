@@ -1,0 +1,161 @@
+"""The evaluation stage: first-stage runs on the test queries, every re-ranker re-scoring their top candidates
+(alone and interpolated with the first stage), metrics overall and by document length, and the significance
+analysis. With chunks, first stages retrieve chunks (a document ranks by its best chunk), re-rankers score every
+chunk of the top documents, and a document's score is its chunks' aggregate; metrics are always over documents.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+from ..chunk import chunk_pairs, document_scores, documents_run, load_tokenizer, top_documents
+from ..config import fingerprint, slug
+from ..crossencoder import ScoreStore, load_cross_encoder, score_pairs, training_info
+from ..data import Qrels
+from ..evaluate import Row, RunDict, analyse, evaluate_run, first_stage_run, ranked, rerank_run, tune_alpha, write_trec
+from ..io import write_json
+from ..lengths import LengthSplit, document_tokens, metrics_by_length, split_by_length
+from ..retrieve import Ensemble
+from ..splits import sample_queries
+from .context import RunContext
+
+logger = logging.getLogger(__name__)
+# Below this many dev queries a tuned interpolation weight is a noisy choice (docs/RESULTS.md), so the run warns.
+SMALL_DEV = 30
+SPLITS = ("test", "dev")
+
+
+def length_split_of(ctx: RunContext) -> LengthSplit:
+    """The evaluated queries split by whether a positive is longer than the re-ranker's window."""
+    config, documents = ctx.config, ctx.documents
+    qrels = documents.qrels[config.evaluate.split]
+    doc_ids = sorted({d for docs in qrels.values() for d in docs})
+    tokens = document_tokens(documents.corpus, load_tokenizer(config.train.base_model), doc_ids)
+    return split_by_length(qrels, tokens, config.chunking.long_threshold or config.train.max_length)
+
+
+class Evaluation:
+    """Evaluates first stages and re-rankers on one run's test queries (and tunes interpolation on its dev ones)."""
+
+    def __init__(self, ctx: RunContext, length_split: LengthSplit | None = None):
+        self.ctx, self.config, self.length_split = ctx, ctx.config, length_split
+        ev = self.ev = ctx.config.evaluate
+        documents = ctx.documents
+        test_ids = sample_queries(sorted(documents.positives(ev.split)), ev.max_queries, ctx.config.seed)
+        self.test_qrels: Qrels = {q: documents.qrels[ev.split][q] for q in test_ids}
+        self.dev_qrels: Qrels = {q: documents.qrels[ctx.config.train_split][q] for q in ctx.dev_ids}
+        self.fixed_weight = ev.interpolate and ev.interpolation_weight is not None
+        self.tune = ev.interpolate and not self.fixed_weight and bool(ctx.dev_ids)
+        if self.tune and len(ctx.dev_ids) < SMALL_DEV:
+            logger.warning("The interpolation weight is tuned on only %d dev queries, a noisy choice; "
+                           "evaluate.interpolation_weight fixes it instead", len(ctx.dev_ids))
+
+    def measure(self, run: RunDict) -> dict:
+        """A row's metrics, overall and by document length."""
+        by_length = (metrics_by_length(self.test_qrels, run, self.ev.metrics, self.length_split)
+                     if self.length_split else None)
+        return {"metrics": evaluate_run(self.test_qrels, run, self.ev.metrics), "by_length": by_length}
+
+    def first_stage(self, ensemble: Ensemble, query_ids: list[str]) -> RunDict:
+        chunks, dataset, depth = self.ctx.chunks, self.ctx.dataset, self.ev.depth
+        if chunks is None:
+            return first_stage_run(dataset, query_ids, ensemble, depth)
+        chunk_run = first_stage_run(dataset, query_ids, ensemble, math.ceil(depth * chunks.expansion))
+        return top_documents(documents_run(chunk_run, chunks.chunk_doc), depth)
+
+    def first_stages(self) -> dict[str, dict[str, RunDict]]:
+        """Each first stage's test run (written as a TREC file) and, when the weight is tuned, its dev run."""
+        out: dict[str, dict[str, RunDict]] = {}
+        for name in self.ev.first_stages:
+            ensemble = self.ctx.retrievers.first_stage(name)
+            out[name] = {"test": self.first_stage(ensemble, list(self.test_qrels)),
+                         "dev": self.first_stage(ensemble, self.ctx.dev_ids) if self.tune else {}}
+            write_trec(self.ctx.folder.trec(name, self.ev.split), out[name]["test"], slug(name))
+        return out
+
+    def pairs_to_score(self, runs: dict[str, RunDict]) -> list[tuple[str, str]]:
+        """(query, document or chunk) pairs a re-ranker scores: the top ``rerank_depth`` of each run."""
+        chunks, depth = self.ctx.chunks, self.ev.rerank_depth
+        if chunks is None:
+            return [(q, d) for run in runs.values() for q, docs in run.items() for d in ranked(docs)[:depth]]
+        return [p for run in runs.values() for p in chunk_pairs(run, depth, chunks.doc_chunks)]
+
+    def doc_scores(self, store: ScoreStore, run: RunDict) -> dict[str, dict[str, float]]:
+        """A re-ranker's document scores over ``run`` (chunk scores aggregated per document)."""
+        chunks = self.ctx.chunks
+        if chunks is None:
+            return store.scores
+        return document_scores(store.scores, run, self.ev.rerank_depth, chunks.doc_chunks,
+                               self.config.chunking.aggregation)
+
+    def score(self, system: str, model_path: str, stages: dict[str, dict[str, RunDict]]) -> dict[str, ScoreStore]:
+        """Score the pairs the re-ranker needs on test (and dev when tuning); stored scores are reused."""
+        config = self.config
+        model = load_cross_encoder(model_path, config.train.max_length, seed=config.seed)
+        made_by = fingerprint(system, training_info(model_path).get("fingerprint") or model_path,
+                              config.train.max_length, config.seed)
+        stores = {split: ScoreStore(self.ctx.folder.scores(system, split), made_by) for split in SPLITS}
+        for split in SPLITS if self.tune else ("test",):
+            needed = self.pairs_to_score({name: runs[split] for name, runs in stages.items()})
+            score_pairs(model, self.ctx.dataset, needed, stores[split], self.ev.batch_size, config.progress)
+        return stores
+
+    def rerank_rows(self, system: str, name: str, runs: dict[str, RunDict], stores: dict[str, ScoreStore],
+                    systems: dict[str, RunDict]) -> list[Row]:
+        """The re-ranked row and, when interpolating, the interpolated row of one re-ranker over one first stage."""
+        ev, folder = self.ev, self.ctx.folder
+        test_scores = self.doc_scores(stores["test"], runs["test"])
+        reranked = rerank_run(runs["test"], test_scores, ev.rerank_depth)
+        write_trec(folder.trec(name, ev.split, system), reranked, slug(system))
+        rows = [Row(name, system, "rerank", **self.measure(reranked))]
+        systems[system] = reranked
+        if self.tune:
+            alpha, curve = tune_alpha(self.dev_qrels, runs["dev"], self.doc_scores(stores["dev"], runs["dev"]),
+                                      ev.rerank_depth)
+            logger.info("Interpolation weight for %s on %s: %.1f (dev nDCG@10 by weight: %s)", system, name,
+                        alpha, ", ".join(f"{a:.1f}: {v:.3f}" for a, v in curve.items()))
+        elif self.fixed_weight:
+            alpha, curve = ev.interpolation_weight, {}
+        else:
+            return rows
+        mixed = rerank_run(runs["test"], test_scores, ev.rerank_depth, alpha)
+        write_trec(folder.trec(name, ev.split, system, interpolated=True), mixed, f"{slug(system)}+interpolated")
+        rows.append(Row(name, system, "interpolated", alpha=alpha, alpha_curve=list(curve.items()) or None,
+                        **self.measure(mixed)))
+        systems[f"{system} + first stage"] = mixed
+        return rows
+
+    def run(self, rerankers: dict[str, str]) -> list[Row]:
+        """Rows of the results table for the first stages and ``rerankers`` (system name -> model); writes the
+        TREC runs, the scores and analysis.json."""
+        ev = self.ev
+        stages = self.first_stages()
+        rows = [Row(name, "none", "first stage", **self.measure(runs["test"])) for name, runs in stages.items()]
+        reranked = {k: v for k, v in stages.items() if ev.rerank is None or k in ev.rerank}
+        systems: dict[str, dict[str, RunDict]] = {name: {"first stage": runs["test"]} for name, runs in stages.items()}
+        for system, model_path in rerankers.items():
+            stores = self.score(system, model_path, reranked)
+            for name, runs in reranked.items():
+                rows += self.rerank_rows(system, name, runs, stores, systems[name])
+            logger.info("Evaluated re-ranker %s", system)
+        self.write_analysis(systems)
+        return rows
+
+    def write_analysis(self, systems: dict[str, dict[str, RunDict]]) -> None:
+        """Significance and intervals: systems that rank the same first stage's candidates, compared pairwise."""
+        ev, config, qrels = self.ev, self.config, self.test_qrels
+        write_json(self.ctx.folder.analysis, {
+            "split": ev.split, "queries": len(qrels), "qrels": qrels,
+            "query_text": {q: self.ctx.documents.queries.text(q) for q in qrels},
+            "first_stages": {name: analyse(qrels, found, ev.metrics, ev.significance, ev.correction, ev.bootstrap,
+                                           config.seed) for name, found in systems.items()}})
+
+
+def rerankers_to_evaluate(ctx: RunContext, trained: dict[str, Path]) -> dict[str, str]:
+    """System name -> model: the untuned base (if asked), the run's trained re-rankers, and any extra ones."""
+    config = ctx.config
+    return {**({"base": config.train.base_model} if config.evaluate.include_base else {}),
+            **{name: str(path) for name, path in trained.items()},
+            **{path: path for path in config.evaluate.extra_rerankers}}

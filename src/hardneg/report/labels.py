@@ -1,0 +1,41 @@
+"""How metrics and systems are named in results.md, the report and its figures."""
+
+from __future__ import annotations
+
+from ..evaluate import Row
+
+METRIC_LABELS = {"mrr@3": "MRR@3", "mrr@10": "MRR@10", "ndcg@10": "nDCG@10", "precision@1": "P@1",
+                 "precision@5": "P@5", "recall@10": "R@10", "recall@100": "R@100", "map": "MAP"}
+
+# The metric the report's intervals, bar charts and wins/losses are drawn for.
+PRIMARY = "ndcg@10"
+
+# The order of a first stage's rows in every table and chart.
+MODES = ("first stage", "rerank", "interpolated")
+
+
+def metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric)
+
+
+def system_of(row: Row) -> str:
+    """The name analysis.json gives a results row's system."""
+    if row.mode == "first stage":
+        return "first stage"
+    return f"{row.reranker} + first stage" if row.mode == "interpolated" else row.reranker
+
+
+def system_label(system: str, row: Row | None = None) -> str:
+    """How a system of analysis.json reads in the report."""
+    if system == "first stage":
+        return "first stage alone"
+    if system == "base":
+        return "none (base model, no fine-tuning)"
+    if system.endswith(" + first stage") and row is not None and row.alpha is not None:
+        return f"{system} (alpha={row.alpha:.1f})"
+    return system
+
+
+def rows_of(rows: list[Row], first_stage: str) -> list[Row]:
+    """One first stage's rows: the first stage alone, then re-ranked, then interpolated."""
+    return [r for mode in MODES for r in rows if r.first_stage == first_stage and r.mode == mode]

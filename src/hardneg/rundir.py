@@ -1,0 +1,146 @@
+"""The layout of a run folder, named once: every writer (the pipeline) and reader (report, figures, benchmark
+scripts) asks :class:`RunFolder` for a path instead of spelling it.
+
+::
+
+    RUN/config.json  data_report.json  results.json  results.md  analysis.json  report.html  report.md
+    RUN/report/*.png                               figures of the report
+    RUN/strategies/<strategy>/                     one per negative strategy (see StrategyFolder)
+    RUN/strategies/<strategy>/round2/              the second mining round's folder, the same layout
+    RUN/runs/<first stage>[.<re-ranker>[+interpolated]].<split>.trec
+    RUN/scores/<re-ranker>.<split>.json            cross-encoder scores, fingerprinted by the model
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+INTERPOLATED = "+interpolated"
+
+
+def slug(name: str) -> str:
+    """A strategy or model name as a folder / file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+@dataclass(frozen=True)
+class StrategyFolder:
+    """One negative strategy's mining output and trained re-ranker."""
+
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def negatives(self) -> Path:
+        return self.path / "negatives.jsonl"
+
+    @property
+    def mining(self) -> Path:
+        """The mining summary; its fingerprint vouches for ``negatives``."""
+        return self.path / "mining.json"
+
+    @property
+    def likely_positives(self) -> Path:
+        return self.path / "likely_positives.jsonl"
+
+    @property
+    def model(self) -> Path:
+        """The trained re-ranker, a folder ``CrossEncoder(folder)`` loads."""
+        return self.path / "model"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def round(self, number: int) -> StrategyFolder:
+        """The folder of mining round ``number`` (round 1 is this folder)."""
+        return self if number <= 1 else StrategyFolder(self.path / f"round{number}")
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Every path of a ``hardneg run`` output folder."""
+
+    path: Path
+
+    def __init__(self, path: str | Path):
+        object.__setattr__(self, "path", Path(path))
+
+    def create(self) -> RunFolder:
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def data_report(self) -> Path:
+        return self.path / "data_report.json"
+
+    @property
+    def results(self) -> Path:
+        return self.path / "results.json"
+
+    @property
+    def results_markdown(self) -> Path:
+        return self.path / "results.md"
+
+    @property
+    def analysis(self) -> Path:
+        return self.path / "analysis.json"
+
+    @property
+    def report_html(self) -> Path:
+        return self.path / "report.html"
+
+    @property
+    def report_markdown(self) -> Path:
+        return self.path / "report.md"
+
+    @property
+    def figures(self) -> Path:
+        """The report's PNG figures (linked from report.md by the relative name ``report/<file>``)."""
+        return self.path / "report"
+
+    def figure(self, file_name: str) -> Path:
+        return self.figures / file_name
+
+    def default_cache(self) -> Path:
+        """Where embeddings are cached unless ``cache_dir`` is set: beside the run, shared by sibling runs."""
+        return self.path.parent / ".cache" / "embeddings"
+
+    @property
+    def strategies_dir(self) -> Path:
+        return self.path / "strategies"
+
+    def strategy(self, name: str) -> StrategyFolder:
+        return StrategyFolder(self.strategies_dir / slug(name))
+
+    def strategies(self) -> list[StrategyFolder]:
+        """The strategy folders present, by folder name."""
+        if not self.strategies_dir.is_dir():
+            return []
+        return [StrategyFolder(p) for p in sorted(self.strategies_dir.iterdir()) if p.is_dir()]
+
+    def trec(self, first_stage: str, split: str, reranker: str | None = None, interpolated: bool = False) -> Path:
+        """The TREC run file of a first stage alone, re-ranked by ``reranker``, or interpolated with it."""
+        if reranker is None or reranker == "none":
+            return self.path / "runs" / f"{slug(first_stage)}.{split}.trec"
+        tag = slug(reranker) + (INTERPOLATED if interpolated else "")
+        return self.path / "runs" / f"{slug(first_stage)}.{tag}.{split}.trec"
+
+    def trec_for(self, row, split: str) -> Path:
+        """The TREC run file of a results row (anything with ``first_stage``, ``reranker`` and ``mode``)."""
+        if row.mode == "first stage":
+            return self.trec(row.first_stage, split)
+        return self.trec(row.first_stage, split, row.reranker, interpolated=row.mode == "interpolated")
+
+    def scores(self, reranker: str, split: str) -> Path:
+        """A re-ranker's stored (query, document) scores on ``split``."""
+        return self.path / "scores" / f"{slug(reranker)}.{split}.json"
