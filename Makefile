@@ -7,7 +7,7 @@ TORCH := torch==2.13.0
 HARDNEG_DATA ?= ../shared/data
 export HARDNEG_DATA
 
-.PHONY: venv demo test test-slow docs bench bench-ensemble bench-chunking bench-speed example-ingest clean
+.PHONY: venv demo paper test test-slow docs bench bench-ensemble bench-chunking bench-speed example-ingest clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml
 
 demo: venv
 	$(BIN)/hardneg run configs/demo.yaml
+
+# The paper's recipe (top 4 of the ensemble, triplet loss) at the demo's size.
+paper: venv
+	$(BIN)/hardneg run configs/paper.yaml
 
 test: venv
 	$(BIN)/python -m pytest -q

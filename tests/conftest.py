@@ -98,3 +98,16 @@ def load_benchmark():
         spec.loader.exec_module(module)
         return module
     return load
+
+
+@pytest.fixture(scope="session")
+def tiny_st(tiny_bert, tmp_path_factory) -> str:
+    """The tiny random BERT as a sentence-transformers bi-encoder (mean pooling), saved as a folder."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    word = Transformer(tiny_bert, max_seq_length=64)
+    model = SentenceTransformer(modules=[word, Pooling(word.get_embedding_dimension(), "mean")], device="cpu")
+    folder = tmp_path_factory.mktemp("tiny-st")
+    model.save(str(folder))
+    return str(folder)

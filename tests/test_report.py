@@ -78,6 +78,9 @@ def test_report_files(run_dir):
     assert images and all((run_dir / p).is_file() for p in images)
     assert page.count("data:image/png;base64,") == len(images)
     assert "| a | first stage alone |" in md and '"loss": "lambda"' in md
+    # what the run hands over comes first, with its dev evidence and its test comparison
+    assert md.index("## The trained system") < md.index("## First stage: ensemble")
+    assert "Chosen on dev queries only" in md and "| metric | first stage | trained system |" in md
     # every interpolation weight comes with the dev curve it was chosen from, drawn in the report
     rows = json.loads((run_dir / "results.json").read_text())["rows"]
     interpolated = [r for r in rows if r["mode"] == "interpolated"]

@@ -8,6 +8,7 @@ from .embed import Embedder, get_embedder
 from .mine import MinedPair, MiningResult, mine, training_pairs
 from .pipeline import RunResult, evaluate_models, run_pipeline
 from .retrieve import BM25Retriever, DenseRetriever, Ensemble, make_retriever
+from .system import System
 from .version import __version__
 
 
@@ -29,8 +30,10 @@ __all__ = [
     "MiningConfig",
     "MiningResult",
     "Queries",
+    "RunResult",
     "RunConfig",
     "StrategyConfig",
+    "System",
     "TrainConfig",
     "get_embedder",
     "load_beir",

@@ -14,9 +14,11 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
+from .first_stage_config import EmbedderConfig, FusionWeightsConfig
 from .rundir import slug
 
 
@@ -295,7 +297,20 @@ class RunConfig(_Strict):
     rounds: int = Field(1, ge=1, le=2, description="2: mine, train, re-mine with the trained re-ranker as "
                         "mining.denoise_model, train again (the second model is the one evaluated)")
     chunking: ChunkConfig = Field(default_factory=ChunkConfig, description="long documents")
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig, description="fine-tuning the dense members")
+    fusion_weights: FusionWeightsConfig = Field(default_factory=FusionWeightsConfig,
+                                                description="ensemble weights and fusion learned per collection")
     progress: bool = Field(True, description="show progress bars")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler) -> dict:
+        # Sections added after the first release are left out at their default, so a config that does not use
+        # them dumps (and fingerprints) as before and its finished stages are reused.
+        dump = handler(self)
+        for name in ("embedder", "fusion_weights"):
+            if name in dump and getattr(self, name) == type(getattr(self, name))():
+                del dump[name]
+        return dump
 
     @model_validator(mode="after")
     def _weights(self) -> RunConfig:
@@ -373,6 +388,8 @@ def config_from_dict(raw: dict, overrides: dict | None = None, source: str = "se
         *parents, leaf = dotted.split(".")
         for key in parents:
             node = node.setdefault(key, {})
+            if not isinstance(node, dict):  # e.g. seed.x: seed is a number, not a section
+                raise ValueError(f"{source}: cannot set {dotted!r}: {key!r} is a value, not a section of settings.")
         node[leaf] = value
     try:
         return RunConfig.model_validate(raw)

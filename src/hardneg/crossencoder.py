@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .data import Dataset
 from .embed import resolve_st_model
+from .hub import locate_model
 from .io import atomic_write, read_json
 
 logger = logging.getLogger(__name__)
@@ -39,8 +40,9 @@ def load_cross_encoder(name_or_path: str, max_length: int | None = None, seed: i
 
         set_seed(seed)
     path = resolve_st_model(name_or_path)
+    path, offline = locate_model(path, "Cross-encoder")
     try:
-        return CrossEncoder(path, num_labels=1, max_length=max_length)
+        return CrossEncoder(path, num_labels=1, max_length=max_length, local_files_only=offline)
     except OSError as exc:
         raise ValueError(f"Cannot load cross-encoder {name_or_path!r} (resolved to {path!r}): {exc}") from None
 

@@ -14,10 +14,13 @@ import logging
 import os
 import tempfile
 import zipfile
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections import defaultdict
 from pathlib import Path
 
+from .dataset import Corpus, DataError, Dataset, LoadReport, Qrels, Queries, SplitOverlap
+
+__all__ = ["Corpus", "DataError", "Dataset", "LoadReport", "Qrels", "Queries", "SplitOverlap", "content_signature",
+           "data_dir", "download_beir", "load_beir", "resolve_dataset"]
 logger = logging.getLogger(__name__)
 
 DATA_ENV = "HARDNEG_DATA"
@@ -31,103 +34,6 @@ BEIR_MD5 = {
     "scidocs": "38121350fc3a4d2f48850f6aff52e4a9",
     "quora": "18fb154900ba42a600f84b839c173167",
 }
-
-
-class DataError(ValueError):
-    """Input that cannot be used; the message names the file (and line) and what is wrong."""
-
-
-@dataclass(frozen=True, eq=False)
-class Corpus:
-    """Documents in a fixed order; position ``i`` is the document's index everywhere in hardneg."""
-
-    ids: list[str]
-    titles: list[str]
-    texts: list[str]
-    index: dict[str, int] = field(repr=False)
-
-    @classmethod
-    def from_records(cls, ids: list[str], titles: list[str], texts: list[str]) -> Corpus:
-        return cls(ids, titles, texts, {doc_id: i for i, doc_id in enumerate(ids)})
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def full_text(self, i: int) -> str:
-        """Title and body joined, as BEIR models see a document."""
-        title, text = self.titles[i], self.texts[i]
-        return f"{title} {text}".strip() if title else text
-
-    def full_texts(self) -> list[str]:
-        return [self.full_text(i) for i in range(len(self.ids))]
-
-
-@dataclass(frozen=True, eq=False)
-class Queries:
-    ids: list[str]
-    texts: list[str]
-    index: dict[str, int] = field(repr=False)
-
-    @classmethod
-    def from_records(cls, ids: list[str], texts: list[str]) -> Queries:
-        return cls(ids, texts, {qid: i for i, qid in enumerate(ids)})
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def text(self, query_id: str) -> str:
-        return self.texts[self.index[query_id]]
-
-
-# query id -> document id -> graded relevance (> 0 means relevant)
-Qrels = dict[str, dict[str, int]]
-
-
-@dataclass
-class LoadReport:
-    """What was skipped while loading, and why. Printed by the CLI, stored with every run."""
-
-    skipped: Counter = field(default_factory=Counter)
-    examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    skipped_ids: set[str] = field(default_factory=set)  # queries dropped as empty: their qrels rows say so
-
-    def skip(self, reason: str, where: str) -> None:
-        self.skipped[reason] += 1
-        if len(self.examples[reason]) < 5:
-            self.examples[reason].append(where)
-
-    def as_dict(self) -> dict:
-        return {"skipped": dict(self.skipped), "examples": {k: v for k, v in self.examples.items()}}
-
-    def summary(self) -> str:
-        if not self.skipped:
-            return "nothing skipped"
-        return "; ".join(f"{n} {reason} (e.g. {', '.join(self.examples[reason][:2])})" for reason, n in self.skipped.items())
-
-
-@dataclass(frozen=True, eq=False)
-class Dataset:
-    name: str
-    corpus: Corpus
-    queries: Queries
-    qrels: dict[str, Qrels]
-    report: LoadReport
-    signature: str = ""  # hash of the files read: finished stages are reused only for the same data
-
-    def positives(self, split: str) -> dict[str, list[str]]:
-        """Relevant document ids per query of a split, in qrels order."""
-        if split not in self.qrels:
-            raise DataError(f"Dataset {self.name!r} has no qrels for split {split!r}; it has {sorted(self.qrels)}.")
-        return {q: [d for d, rel in docs.items() if rel > 0] for q, docs in self.qrels[split].items()
-                if any(rel > 0 for rel in docs.values())}
-
-    def all_positives(self) -> dict[str, set[str]]:
-        """Every labelled positive of every query over all splits: never to be used as a negative."""
-        out: dict[str, set[str]] = defaultdict(set)
-        for qrels in self.qrels.values():
-            for q, docs in qrels.items():
-                out[q].update(d for d, rel in docs.items() if rel > 0)
-        return out
 
 
 def _read_jsonl(path: Path):
@@ -224,19 +130,20 @@ def load_queries(path: Path, report: LoadReport) -> Queries:
 
 def load_qrels(path: Path, corpus: Corpus, queries: Queries, report: LoadReport,
                skipped_queries: frozenset[str] = frozenset()) -> Qrels:
-    """Read a qrels TSV (with or without the BEIR header). Rows naming unknown ids are counted and skipped."""
+    """Read a qrels TSV (with or without the BEIR header). Rows naming unknown ids are counted and skipped.
+
+    The format is the file's, set by its first row: BEIR (3 columns) or TREC (4: qid, iteration, docid, rel). A
+    row with another number of columns (an id holding a tab) is an error naming it, never read as the other format.
+    """
     qrels: Qrels = defaultdict(dict)
+    width: int | None = None
     with path.open("rb") as handle:
         for lineno, raw in enumerate(handle, start=1):
             line = _decode(raw, path, lineno)
             if not line.strip():
                 continue
             cols = line.rstrip("\n\r").split("\t")
-            if len(cols) == 4:  # TREC style: qid, iteration, docid, rel
-                cols = [cols[0], cols[2], cols[3]]
-            if len(cols) != 3:
-                raise DataError(f"{path}:{lineno}: expected 3 tab-separated columns (query-id, corpus-id, score), "
-                                f"got {len(cols)}.")
+            width, cols = qrels_columns(cols, width, path, lineno)
             qid, doc_id, score = (c.strip() for c in cols)
             rel = _relevance(score, path, lineno)
             if rel is None:
@@ -255,6 +162,26 @@ def load_qrels(path: Path, corpus: Corpus, queries: Queries, report: LoadReport,
                 rel = max(rel, qrels[qid][doc_id])
             qrels[qid][doc_id] = rel
     return dict(qrels)
+
+
+def qrels_columns(cols: list[str], width: int | None, path: Path, lineno: int) -> tuple[int, list[str]]:
+    """(the file's column count, [query id, document id, grade]) of one qrels row; ``width`` is None on the
+    first row, which sets it."""
+    expected = width or len(cols)
+    if expected not in (3, 4):
+        raise DataError(f"{path}:{lineno}: expected BEIR qrels (3 tab-separated columns: query-id, corpus-id, "
+                        f"score) or TREC qrels (4: query-id, iteration, doc-id, relevance), got {len(cols)} columns.")
+    if len(cols) != expected:
+        kind = "BEIR" if expected == 3 else "TREC"
+        raise DataError(f"{path}:{lineno}: expected {expected} tab-separated columns like the rest of this {kind} "
+                        f"qrels file, got {len(cols)}: an id may hold a tab, which a qrels file cannot.")
+    if expected == 4:
+        iteration = cols[1].strip()
+        if not (iteration.isdigit() or iteration.upper() == "Q0"):
+            raise DataError(f"{path}:{lineno}: column 2 of TREC qrels is the iteration (0 or Q0), got "
+                            f"{iteration!r}: an id may hold a tab, which a qrels file cannot.")
+        cols = [cols[0], cols[2], cols[3]]
+    return expected, cols
 
 
 def load_beir(path: str | Path, splits: list[str] | None = None, name: str | None = None) -> Dataset:
@@ -281,9 +208,9 @@ def load_beir(path: str | Path, splits: list[str] | None = None, name: str | Non
         for qid, docs in split_qrels.items():
             if not any(rel > 0 for rel in docs.values()):
                 report.skip(f"query with no positive ({split})", qid)
-    unused = len(queries) - len(labelled & set(queries.ids))
+    unused = [q for q in queries.ids if q not in labelled]
     if unused:
-        report.skip("query in no qrels split (unused)", f"{unused} queries")
+        report.skip("query in no qrels split (unused)", ", ".join(unused[:3]), len(unused))
     files = [root / "corpus.jsonl", root / "queries.jsonl"] + [qrels_dir / f"{s}.tsv" for s in wanted]
     dataset = Dataset(name or root.name, corpus, queries, qrels, report, content_signature(root, files))
     logger.info("Loaded %s: %d documents, %d queries, splits %s; %s", dataset.name, len(corpus), len(queries),

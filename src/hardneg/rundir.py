@@ -3,6 +3,7 @@ scripts) asks :class:`RunFolder` for a path instead of spelling it.
 
 ::
 
+    RUN/.hardneg.json  .hardneg.lock              hardneg's marker; the owning run's lock
     RUN/config.json  data_report.json  results.json  results.md  analysis.json  report.html  report.md
     RUN/report/*.png                               figures of the report
     RUN/strategies/<strategy>/                     one per negative strategy (see StrategyFolder)
@@ -16,6 +17,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import lock
+from .io import MARKER_NAME, folder_files, read_json, read_marker, remove_stale_temps, write_marker
+from .lock import LOCK_NAME
 
 INTERPOLATED = "+interpolated"
 
@@ -74,6 +79,50 @@ class RunFolder:
     def create(self) -> RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         return self
+
+    def claim(self) -> RunFolder:
+        """Make this run the folder's one owner: refuse a file, or a folder of someone else's files (hardneg
+        never writes over what it did not write), and a folder another live run owns; take the lock, mark the
+        folder as hardneg's, and remove what killed runs left half-written."""
+        self.check_writable()
+        self.create()
+        lock.acquire(self.lock, "run")
+        write_marker(self.path, "run")
+        remove_stale_temps(self.path, recursive=True, owned=True)
+        return self
+
+    def check_writable(self) -> None:
+        """A ValueError unless the folder is new, empty, or a run folder hardneg wrote."""
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(f"{self.path} is a file, not a folder: give a run folder path (-o / output).")
+        if not self.path.is_dir() or self.is_hardnegs():
+            return
+        found = [f for f in folder_files(self.path, limit=5) if f != LOCK_NAME]  # a lock alone: a killed start
+        if found:
+            raise ValueError(f"{self.path} holds files hardneg did not write (e.g. {', '.join(found[:3])}); it "
+                             "will not write a run over them. Choose a new or empty folder for the run.")
+
+    def is_hardnegs(self) -> bool:
+        """Whether hardneg wrote this folder as a run: its marker, or (runs made before the marker) a
+        config.json of run settings."""
+        marker = read_marker(self.path)
+        if marker is not None:
+            return marker.get("kind") == "run"
+        try:
+            config = read_json(self.config) if self.config.is_file() else None
+        except (OSError, ValueError):
+            return False
+        return isinstance(config, dict) and {"dataset", "strategies", "output"} <= set(config)
+
+    @property
+    def marker(self) -> Path:
+        """The file that says hardneg wrote this folder (see :func:`hardneg.io.write_marker`)."""
+        return self.path / MARKER_NAME
+
+    @property
+    def lock(self) -> Path:
+        """The lock file of the run that owns the folder now (see :mod:`hardneg.lock`)."""
+        return self.path / LOCK_NAME
 
     @property
     def config(self) -> Path:

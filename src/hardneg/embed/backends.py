@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import Embedder, Kind
+from .content import folder_fingerprint
 
 
 def _require(module: str, extra: str):
@@ -25,18 +26,23 @@ class SentenceTransformerEmbedder(Embedder):
     """Any sentence-transformers model: a local folder or a Hugging Face hub id."""
 
     def __init__(self, model: str, name: str | None = None, batch_size: int = 32, max_seq_length: int | None = None,
-                 query_prefix: str = "", document_prefix: str = "", device: str | None = None):
+                 query_prefix: str = "", document_prefix: str = "", device: str | None = None,
+                 keyed_by_content: bool = False):
         self.model_name_or_path = model
         self.name = name or model
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self.prefixes = {"query": query_prefix, "document": document_prefix}
         self.device = device
+        # A local folder's cache key carries a fingerprint of its files: a fine-tuned or retrained model at the
+        # same path (or a copy of a base model) never reads another model's vectors.
+        self.keyed_by_content = keyed_by_content
         self._model = None
 
     @property
     def cache_key(self) -> str:
-        return f"st:{self.name}:{self.max_seq_length}:{self.prefixes['query']}|{self.prefixes['document']}"
+        key = f"st:{self.name}:{self.max_seq_length}:{self.prefixes['query']}|{self.prefixes['document']}"
+        return f"{key}:{folder_fingerprint(self.model_name_or_path)}" if self.keyed_by_content else key
 
     @property
     def model(self):

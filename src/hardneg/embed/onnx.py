@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import Embedder, Kind
+from .content import folder_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -40,17 +41,20 @@ def _pooling(model_dir: Path) -> str:
     return "mean"
 
 
-def export_onnx(model_dir: str | Path, out_dir: str | Path | None = None, quantize: bool = True) -> Path:
+def export_onnx(model_dir: str | Path, out_dir: str | Path | None = None, quantize: bool = True,
+                content: str = "") -> Path:
     """Export a local sentence-transformers folder's transformer to ONNX (and int8); returns the .onnx file.
 
     Reuses a finished export. Files are written to a temporary folder and renamed, so an interrupted export
-    never leaves a half-written model behind.
+    never leaves a half-written model behind. ``content``: the folder's content fingerprint, if the export is to
+    be redone when the folder's model changes (see :func:`hardneg.embed.content.folder_fingerprint`).
     """
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise ValueError(f"{model_dir}: not a local transformers/sentence-transformers folder (no config.json); "
                          "the ONNX backend exports local folders only.")
-    digest = hashlib.sha1(str(model_dir.resolve()).encode()).hexdigest()[:10]
+    where = str(model_dir.resolve()) + (f"\x00{content}" if content else "")
+    digest = hashlib.sha1(where.encode()).hexdigest()[:10]
     out_dir = Path(out_dir) if out_dir else onnx_home() / f"{model_dir.name}-{digest}"
     # per-channel scales: cosine to the fp32 vectors ~0.99 on MiniLM, against ~0.96 with one scale per tensor
     target = out_dir / ("model_qint8_pc.onnx" if quantize else "model.onnx")
@@ -104,8 +108,9 @@ class OnnxEmbedder(Embedder):
     """A sentence-transformers model run by ONNX Runtime (fp32 or dynamic int8 weights)."""
 
     def __init__(self, model_dir: str | Path, name: str, quantize: bool = True, max_seq_length: int | None = None,
-                 batch_size: int = 32, threads: int | None = None):
+                 batch_size: int = 32, threads: int | None = None, keyed_by_content: bool = False):
         self.model_dir = Path(model_dir)
+        self.keyed_by_content = keyed_by_content  # as SentenceTransformerEmbedder's: for local folders
         self.quantize = quantize
         self.name = f"{name}-{'int8' if quantize else 'onnx'}"
         self.batch_size = batch_size
@@ -117,8 +122,13 @@ class OnnxEmbedder(Embedder):
         self._model = None
 
     @property
+    def content(self) -> str:
+        return folder_fingerprint(self.model_dir) if self.keyed_by_content else ""
+
+    @property
     def cache_key(self) -> str:
-        return f"onnx:{self.name}:{self.max_seq_length}"
+        key = f"onnx:{self.name}:{self.max_seq_length}"
+        return f"{key}:{self.content}" if self.keyed_by_content else key
 
     def _load(self):
         try:
@@ -127,7 +137,7 @@ class OnnxEmbedder(Embedder):
             raise ImportError("the ONNX backend needs onnxruntime: pip install 'hardneg[onnx]'") from exc
         from transformers import AutoTokenizer
 
-        path = export_onnx(self.model_dir, quantize=self.quantize)
+        path = export_onnx(self.model_dir, quantize=self.quantize, content=self.content)
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads or (os.cpu_count() or 1)
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

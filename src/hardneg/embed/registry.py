@@ -54,15 +54,20 @@ def get_embedder(name: str, batch_size: int | None = None, max_seq_length: int |
         if key.endswith(suffix):
             base = name[: -len(suffix)]
             path = resolve_st_model(base)
-            short = "all-MiniLM-L6-v2" if base.lower() in MINILM_ALIASES else Path(path).name
+            bundled = base.lower() in MINILM_ALIASES
+            short = "all-MiniLM-L6-v2" if bundled else Path(path).name
             return OnnxEmbedder(path, short, quantize=suffix == "-int8", max_seq_length=max_seq_length,
-                                batch_size=batch_size or 32)
+                                batch_size=batch_size or 32, keyed_by_content=not bundled and Path(path).is_dir())
     path = resolve_st_model(name)
-    short = "all-MiniLM-L6-v2" if key in MINILM_ALIASES else name.removeprefix("st:")
+    bundled = key in MINILM_ALIASES
+    short = "all-MiniLM-L6-v2" if bundled else name.removeprefix("st:")
     if not Path(path).exists() and "/" not in path:
         raise ValueError(f"Unknown model {name!r}: not a registered name ({', '.join(KNOWN_MODELS)}), not a local "
                          "folder, and not a Hugging Face id of the form 'owner/model'.")
-    embedder = SentenceTransformerEmbedder(path, name=short, max_seq_length=max_seq_length)
+    # A bundled model's weights are fixed by its package: its cache key stays its name. Any other local folder
+    # is keyed by its content (a fine-tuned model is a folder; so is one retrained in place).
+    embedder = SentenceTransformerEmbedder(path, name=short, max_seq_length=max_seq_length,
+                                           keyed_by_content=not bundled and Path(path).is_dir())
     if batch_size:
         embedder.batch_size = batch_size
     return embedder

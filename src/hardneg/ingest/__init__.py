@@ -1,15 +1,14 @@
 """``hardneg ingest``: a user's documents (folders, tables, URLs) and queries become a BEIR-layout dataset.
 
 read (sources) -> clean -> deduplicate -> resolve query positives -> split -> write atomically, with a report of
-every file read, every document kept and every skip with its reason.
+every file read, every document kept and every skip with its reason. The output folder is checked first, and
+only hardneg's own files in it are ever replaced (:mod:`hardneg.ingest.output`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +18,11 @@ from ..data import DataError
 from ..io import write_json, write_jsonl
 from .clean import clean_text, repeated_lines
 from .dedup import DuplicateGroup, find_duplicates
-from .documents import DEFAULT_MAX_BYTES, RawDocument, Skip
-from .fetch import FetchConfig, fetch_urls, read_url_list
+from .documents import DEFAULT_MAX_BYTES, DEFAULT_MAX_CHARS, RawDocument, Skip
+from .fetch import FetchConfig, check_urls, fetch_urls, url_entries
 from .files import read_folder
-from .ids import content_id
+from .ids import content_id, safe_id, unsafe_in
+from .output import check_output, recover, write_dataset
 from .pairs import (
     PairFields,
     QueryPair,
@@ -34,7 +34,7 @@ from .pairs import (
 from .readers import DOC_TYPES
 from .tables import TABULAR, Columns, read_tabular
 
-__all__ = ["Columns", "FetchConfig", "IngestReport", "IngestResult", "PairFields", "ingest"]
+__all__ = ["DEFAULT_MAX_CHARS", "Columns", "FetchConfig", "IngestReport", "IngestResult", "PairFields", "ingest"]
 logger = logging.getLogger(__name__)
 
 
@@ -54,6 +54,7 @@ class IngestReport:
     pairs_to_duplicate: int = 0      # positives that pointed at a removed duplicate and now point at its kept copy
     pair_skips: list[Skip] = field(default_factory=list)
     queries: dict[str, int] = field(default_factory=dict)
+    ids_escaped: int = 0             # document and query ids whose tabs, newlines... were escaped for the qrels
 
     def skip_counts(self) -> dict[str, int]:
         return dict(Counter(s.reason for s in self.skipped))
@@ -67,7 +68,7 @@ class IngestReport:
                 "pairs": {"read": self.pairs_read, "kept": self.pairs_kept,
                           "followed_duplicate": self.pairs_to_duplicate,
                           "skipped": [s.as_dict() for s in self.pair_skips]},
-                "queries": self.queries}
+                "queries": self.queries, "ids_escaped": self.ids_escaped}
 
     def summary(self) -> str:
         skips = ", ".join(f"{n} {r}" for r, n in sorted(self.skip_counts().items())) or "none"
@@ -76,6 +77,8 @@ class IngestReport:
                  f"skipped: {skips}",
                  (f"duplicate groups: {len(self.duplicates)} ({sum(len(g.removed) for g in self.duplicates)} "
                   f"removed); {len(self.boilerplate_lines)} repeated boilerplate lines removed")]
+        if self.ids_escaped:
+            lines.append(f"{self.ids_escaped} ids held tabs, newlines or control characters: escaped (%09, %0A...)")
         if self.pairs_read:
             lines.append(f"pairs: {self.pairs_read} read, {self.pairs_kept} kept ({self.pairs_to_duplicate} moved to "
                          f"a kept duplicate), {len(self.pair_skips)} skipped; queries per split {self.queries}")
@@ -88,8 +91,8 @@ class IngestResult:
     report: IngestReport
 
 
-def _read_sources(sources: list[Path], columns: Columns, max_bytes: int, progress: bool,
-                  report: IngestReport) -> list[RawDocument]:
+def _read_sources(sources: list[Path], columns: Columns, max_bytes: int, progress: bool, report: IngestReport,
+                  follow_symlinks: bool = False, output: Path | None = None) -> list[RawDocument]:
     docs: list[RawDocument] = []
     folders = [s for s in sources if s.is_dir()]
     for src in sources:
@@ -104,11 +107,43 @@ def _read_sources(sources: list[Path], columns: Columns, max_bytes: int, progres
         else:
             # Several folders: prefix ids with the folder name so equal relative paths stay distinct.
             prefix = f"{src.name}/" if src.is_dir() and len(folders) > 1 else ""
-            found, skips, n = read_folder(src, max_bytes, prefix, progress)
+            found, skips, n = read_folder(src, max_bytes, prefix, progress, follow_symlinks,
+                                          (output,) if output is not None else ())
         docs.extend(found)
         report.skipped.extend(skips)
         report.files_read += n
     return docs
+
+
+def _within_limits(docs: list[RawDocument], max_chars: int, report: IngestReport) -> list[RawDocument]:
+    """Documents whose extracted text fits ``max_chars``; the others are counted skips (before cleaning, which
+    would spend its time on them)."""
+    kept = []
+    for doc in docs:
+        size = len(doc.text) + len(doc.title)
+        if size > max_chars:
+            report.skipped.append(Skip(doc.source, "too much text", f"{size} characters > {max_chars}"))
+        else:
+            kept.append(doc)
+    return kept
+
+
+def _escape_ids(docs: list[RawDocument], report: IngestReport) -> list[RawDocument]:
+    """Ids fit for a qrels field; an escaped one keeps the id as given in ``original_id`` (positives may name it)."""
+    out = []
+    for doc in docs:
+        safe = safe_id(doc.doc_id)
+        if safe != doc.doc_id:
+            report.ids_escaped += 1
+            doc = dataclasses.replace(doc, doc_id=safe, metadata={**doc.metadata, "original_id": doc.doc_id})
+        out.append(doc)
+    return out
+
+
+def _escape_query_ids(pairs: list[QueryPair], report: IngestReport) -> list[QueryPair]:
+    escaped = {p.query_id: safe_id(p.query_id) for p in pairs}
+    report.ids_escaped += sum(raw != safe for raw, safe in escaped.items())
+    return [dataclasses.replace(p, query_id=escaped[p.query_id]) for p in pairs]
 
 
 def _check_ids(docs: list[RawDocument]) -> None:
@@ -165,42 +200,36 @@ def _splits(resolved: list[tuple[QueryPair, str]], test_fraction: float, seed: i
     return {**{q: s for q, (s, _) in given.items()}, **{q: ("test" if q in test else "train") for q in rest}}
 
 
-def _write(output: Path, docs: list[RawDocument], resolved: list[tuple[QueryPair, str]], split_of: dict[str, str],
-           report: IngestReport) -> None:
-    """Build the whole folder next to ``output`` and swap it in: a reader sees the old dataset or the new one."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
-    try:
-        write_jsonl(tmp / "corpus.jsonl", ({"_id": d.doc_id, "title": d.title, "text": d.text,
-                                             "metadata": {"source": d.source, "url": d.url, "type": d.type,
-                                                          **d.metadata}} for d in docs))
-        if resolved:
-            queries = dict.fromkeys(p.query_id for p, _ in resolved)
-            texts = {p.query_id: p.query for p, _ in resolved}
-            write_jsonl(tmp / "queries.jsonl", ({"_id": q, "text": texts[q]} for q in queries))
-            qrels: dict[str, dict[tuple[str, str], int]] = {}
-            for pair, doc_id in resolved:
-                key = (pair.query_id, doc_id)
-                rows = qrels.setdefault(split_of[pair.query_id], {})
-                rows[key] = max(rows.get(key, 0), pair.grade)
-            for split, rows in qrels.items():
-                (tmp / "qrels").mkdir(exist_ok=True)
-                with (tmp / "qrels" / f"{split}.tsv").open("w", encoding="utf-8") as handle:
-                    handle.write("query-id\tcorpus-id\tscore\n")
-                    for (q, d), g in rows.items():
-                        handle.write(f"{q}\t{d}\t{g}\n")
-            report.queries = {s: len({q for q, _ in rows}) for s, rows in sorted(qrels.items())}
-        write_json(tmp / "ingest_report.json", report.as_dict())
-        old = None
-        if output.exists():
-            old = output.parent / f".{output.name}.old-{tmp.name.rsplit('-', 1)[-1]}"
-            output.rename(old)
-        tmp.rename(output)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def _dataset_files(folder: Path, docs: list[RawDocument], resolved: list[tuple[QueryPair, str]],
+                   split_of: dict[str, str], report: IngestReport) -> list[str]:
+    """Write the dataset into ``folder``; returns the files written (relative paths)."""
+    write_jsonl(folder / "corpus.jsonl", ({"_id": d.doc_id, "title": d.title, "text": d.text,
+                                           "metadata": {"source": d.source, "url": d.url, "type": d.type,
+                                                        **d.metadata}} for d in docs))
+    files = ["corpus.jsonl"]
+    if resolved:
+        queries = dict.fromkeys(p.query_id for p, _ in resolved)
+        texts = {p.query_id: p.query for p, _ in resolved}
+        write_jsonl(folder / "queries.jsonl", ({"_id": q, "text": texts[q]} for q in queries))
+        files.append("queries.jsonl")
+        qrels: dict[str, dict[tuple[str, str], int]] = {}
+        for pair, doc_id in resolved:
+            key = (pair.query_id, doc_id)
+            rows = qrels.setdefault(split_of[pair.query_id], {})
+            rows[key] = max(rows.get(key, 0), pair.grade)
+        for split, rows in qrels.items():
+            (folder / "qrels").mkdir(exist_ok=True)
+            with (folder / "qrels" / f"{split}.tsv").open("w", encoding="utf-8") as handle:
+                handle.write("query-id\tcorpus-id\tscore\n")
+                for (q, d), g in rows.items():
+                    for value in (q, d):  # ids are escaped on the way in: this guards the format, not the data
+                        if unsafe_in(value):
+                            raise DataError(f"id {value!r} holds {unsafe_in(value)!r}, which a qrels field cannot.")
+                    handle.write(f"{q}\t{d}\t{g}\n")
+            files.append(f"qrels/{split}.tsv")
+        report.queries = {s: len({q for q, _ in rows}) for s, rows in sorted(qrels.items())}
+    write_json(folder / "ingest_report.json", report.as_dict())
+    return files + ["ingest_report.json"]
 
 
 def ingest(sources: list[str | Path], output: str | Path, *, urls: str | Path | list[str] | None = None,
@@ -208,37 +237,53 @@ def ingest(sources: list[str | Path], output: str | Path, *, urls: str | Path | 
            columns: Columns | None = None, pair_fields: PairFields | None = None,
            id_mode: Literal["path", "hash"] = "path", dedup: Literal["near", "exact", "none"] = "near",
            near_threshold: float = 0.8, boilerplate: bool = True, test_fraction: float = 0.2, seed: int = 42,
-           max_bytes: int = DEFAULT_MAX_BYTES, fetch: FetchConfig | None = None, strict: bool = False,
+           max_bytes: int = DEFAULT_MAX_BYTES, max_chars: int = DEFAULT_MAX_CHARS, fetch: FetchConfig | None = None,
+           strict: bool = False, overwrite: bool = False, follow_symlinks: bool = False,
            progress: bool = True) -> IngestResult:
     """Turn folders/files/tables (``sources``) and ``urls`` plus query pairs into a dataset folder at ``output``.
 
     ``pairs``: CSV/JSONL/parquet files of (query, positive) rows, the positive an id, path or URL; ``qrels`` +
     ``queries``: BEIR or TREC qrels and their query texts. Queries without a given split are split train/test by a
     seeded hash (``test_fraction``). ``strict`` turns any skip into a :class:`DataError`.
+
+    ``output`` must be new, empty or a dataset hardneg wrote; ``overwrite`` lets hardneg write its files into a
+    folder of other files (never removing them). ``max_bytes`` caps each file or response, ``max_chars`` each
+    document's extracted text; ``follow_symlinks`` reads links that lead out of a source folder.
     """
     if not 0 <= test_fraction < 1:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    if max_bytes < 1 or max_chars < 1:
+        raise ValueError(f"max_bytes and max_chars must be positive, got {max_bytes} and {max_chars}")
+    if not 0 < near_threshold <= 1:
+        raise ValueError(f"near_threshold must be in (0, 1], got {near_threshold}")
+    for name, value, allowed in (("id_mode", id_mode, ("path", "hash")), ("dedup", dedup, ("near", "exact", "none"))):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
     if (qrels is None) != (queries is None):
         raise ValueError("qrels and queries go together: the qrels name query ids, the queries file gives their text.")
     columns, pair_fields, fetch = columns or Columns(), pair_fields or PairFields(), fetch or FetchConfig()
     output = Path(output)
     roots = [Path(s) for s in sources]
+    recover(output)
+    target = check_output(output, roots, overwrite)  # before any work: a refused folder costs no fetch
     report = IngestReport()
-    docs = _read_sources(roots, columns, max_bytes, progress, report)
+    docs = _read_sources(roots, columns, max_bytes, progress, report, follow_symlinks, output)
     if urls is not None:
-        url_list = read_url_list(Path(urls)) if isinstance(urls, (str, Path)) else list(urls)
+        entries = (url_entries(Path(urls)) if isinstance(urls, (str, Path))
+                   else [(u, f"urls[{i}]") for i, u in enumerate(urls)])
+        url_list, url_skips = check_urls(entries)
+        report.skipped.extend(url_skips)
         fetched, skips = fetch_urls(url_list, dataclasses.replace(fetch, max_bytes=min(fetch.max_bytes, max_bytes)),
                                     progress)
         docs.extend(fetched)
         report.skipped.extend(skips)
         report.urls_fetched = len(url_list)
     report.documents_extracted = len(docs)
+    docs = _escape_ids(_within_limits(docs, max_chars, report), report)
     docs = _clean(docs, boilerplate, report)
     if id_mode == "hash":
         docs = [dataclasses.replace(d, doc_id=content_id(d.text), metadata={**d.metadata, "path_id": d.doc_id})
                 for d in docs]
-    elif id_mode != "path":
-        raise ValueError(f"id_mode must be 'path' or 'hash', got {id_mode!r}")
     docs.sort(key=lambda d: (d.doc_id, d.source))
     duplicates: dict[str, str] = {}
     collapsed: list[RawDocument] = []
@@ -273,6 +318,7 @@ def ingest(sources: list[str | Path], output: str | Path, *, urls: str | Path | 
     all_pairs = [p for f in pairs for p in read_pairs(f, pair_fields)]
     if qrels is not None:
         all_pairs += read_qrels_pairs(qrels, queries)
+    all_pairs = _escape_query_ids(all_pairs, report)
     if id_mode == "hash":
         hash_of = {d.metadata["path_id"]: d.doc_id for d in docs}
         all_pairs = [dataclasses.replace(p, positive=hash_of.get(p.positive, p.positive)) for p in all_pairs]
@@ -287,6 +333,6 @@ def ingest(sources: list[str | Path], output: str | Path, *, urls: str | Path | 
         raise DataError(f"--strict: {len(report.skipped) + len(report.pair_skips)} inputs skipped, the first "
                         f"{first.source}: {first.reason} ({first.detail}). Counts: {report.skip_counts()}.")
     split_of = _splits(resolved, test_fraction, seed)
-    _write(output, kept, resolved, split_of, report)
+    write_dataset(target, lambda folder: _dataset_files(folder, kept, resolved, split_of, report))
     logger.info("Ingested %d documents into %s; %s", len(kept), output, report.skip_counts())
     return IngestResult(output, report)

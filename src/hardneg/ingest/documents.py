@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+# Extracted text per document (title and body): about a thousand pages. Past it a document is skipped with its own
+# reason: the size cap bounds the bytes read, and compressed formats can unpack to far more text.
+DEFAULT_MAX_CHARS = 5_000_000
 
 
 @dataclass(frozen=True)

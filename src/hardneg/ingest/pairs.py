@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data import DataError
-from .ids import normalise_path, normalise_url
+from ..data import DataError, qrels_columns
+from .ids import normalise_path, normalise_url, safe_id
 from .tables import read_table
 
 
@@ -108,17 +108,16 @@ def read_qrels_pairs(qrels: str | Path, queries: str | Path, split: str | None =
     qrels, texts = Path(qrels), read_queries(queries)
     split = split or (qrels.stem if qrels.parent.name == "qrels" else None)
     out = []
+    tabs: bool | None = None   # the file's separator and width, set by its first row: never guessed row by row
+    width: int | None = None
     with qrels.open("rb") as handle:
         for lineno, raw in enumerate(handle, start=1):
             line = raw.decode("utf-8", errors="replace").strip()
             if not line:
                 continue
-            cols = line.split("\t") if "\t" in line else line.split()
-            if len(cols) == 4:
-                cols = [cols[0], cols[2], cols[3]]
-            if len(cols) != 3:
-                raise DataError(f"{qrels}:{lineno}: expected BEIR (3 columns) or TREC (4 columns) qrels, got "
-                                f"{len(cols)} columns.")
+            tabs = ("\t" in line) if tabs is None else tabs
+            cols = [c.strip() for c in line.split("\t")] if tabs else line.split()
+            width, cols = qrels_columns(cols, width, qrels, lineno)
             qid, ref, grade = cols
             try:
                 rel = int(float(grade))
@@ -152,6 +151,7 @@ class Resolver:
         for doc in docs:
             target = doc.doc_id
             add(doc.doc_id, target)
+            add(doc.metadata.get("original_id"), target)  # an id escaped for the qrels, as the user wrote it
             if doc.url:
                 add(normalise_url(doc.url), target)
             if doc.metadata.get("final_url"):
@@ -174,7 +174,7 @@ class Resolver:
         return None if found is None else (found, self.duplicates.get(found, found))
 
     def _lookup(self, ref: str) -> str | None:
-        for key in (ref, normalise_path(ref)):
+        for key in (ref, normalise_path(ref), safe_id(ref)):
             if key in self.aliases:
                 return self.aliases[key]
         if "://" in ref:

@@ -20,6 +20,11 @@ CONTENT_TYPES = {"text/html": "html", "application/xhtml+xml": "html", "text/pla
                  "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx"}
 
 _CONTROL_BYTES = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+# Archive formats are unpacked in memory: a small file may expand to gigabytes (a zip bomb). Refused before
+# extraction: more than MAX_EXPANDED bytes unpacked, or past SMALL_EXPANDED at over MAX_RATIO times the packed size.
+MAX_EXPANDED = 100 * 1024 * 1024
+SMALL_EXPANDED = 10 * 1024 * 1024
+MAX_RATIO = 100
 
 
 def decode_text(data: bytes) -> tuple[str, str]:
@@ -121,6 +126,7 @@ def extract_docx(data: bytes) -> tuple[str, str, dict]:
         from docx.opc.exceptions import PackageNotFoundError
     except ImportError:
         raise ImportError("DOCX extraction needs python-docx: pip install 'hardneg[ingest]'") from None
+    check_expansion(data)
     try:
         document = docx.Document(io.BytesIO(data))
     except (PackageNotFoundError, ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:  # broken files
@@ -134,6 +140,20 @@ def extract_docx(data: bytes) -> tuple[str, str, dict]:
                 paragraphs.remove(p.text)
                 break
     return title, "\n".join(paragraphs), {}
+
+
+def check_expansion(data: bytes) -> None:
+    """An :class:`ExtractionError` for a zip archive that would unpack to too much (sizes from its directory,
+    which zipfile enforces while reading)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            expanded = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise ExtractionError("unreadable", f"not a zip archive: {exc}") from None
+    ratio = expanded / max(1, len(data))
+    if expanded > MAX_EXPANDED or (expanded > SMALL_EXPANDED and ratio > MAX_RATIO):
+        raise ExtractionError("expands too much", f"{len(data)} bytes unpack to {expanded} ({ratio:.0f}x; limits "
+                              f"{MAX_EXPANDED} bytes, and {MAX_RATIO}x past {SMALL_EXPANDED})")
 
 
 EXTRACTORS = {"html": extract_html, "pdf": extract_pdf, "markdown": extract_markdown, "text": extract_text,

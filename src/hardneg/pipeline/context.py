@@ -29,6 +29,7 @@ class RunContext:
 
     config: RunConfig
     folder: RunFolder
+    dataset_path: Path
     documents: Dataset
     dataset: Dataset
     chunks: ChunkedDataset | None
@@ -41,14 +42,20 @@ class RunContext:
 def prepare(config: RunConfig) -> RunContext:
     """Load the run's data, chunk it if asked, split its training queries, and write config.json and
     data_report.json (``train.max_length: auto`` is resolved here, so chunking and training agree on it)."""
-    folder = RunFolder(config.output).create()
+    folder = RunFolder(config.output).claim()  # one owner at a time; never over files hardneg did not write
     cache_dir = Path(config.cache_dir) if config.cache_dir else folder.default_cache()
     write_json(folder.config, config.model_dump())
 
-    documents = load_beir(resolve_dataset(config.dataset, config.data_dir))
+    dataset_path = resolve_dataset(config.dataset, config.data_dir)
+    documents = load_beir(dataset_path)
+    # Fail before any training: a missing or empty split would otherwise end the run after every model is trained.
+    overlap = documents.check_splits(config.train_split if config.strategies else None, config.evaluate.split)
+    if overlap:
+        logger.warning("%s: scores on queries that were also trained on are inflated", overlap.message())
     config = resolve_max_length(config, documents)
     write_json(folder.data_report, {"dataset": documents.name, "documents": len(documents.corpus),
-                                    "queries": len(documents.queries), **documents.report.as_dict()})
+                                    "queries": len(documents.queries), **documents.report.as_dict(),
+                                    **({"split_overlap": overlap.as_dict()} if overlap else {})})
     # Long documents: everything up to evaluation runs on chunks; evaluation maps scores back to documents.
     chunked = chunk_for_run(documents, config, cache_dir) if config.chunking.strategy != "none" else None
     dataset = chunked.chunks.dataset if chunked is not None else documents
@@ -58,10 +65,13 @@ def prepare(config: RunConfig) -> RunContext:
                                      config.max_train_queries, config.seed)
     train_ids, dev_ids = split_queries(train_query_ids, config.dev_fraction, config.seed)
     pairs = training_pairs(dataset, config.train_split, train_ids)
+    if config.strategies and not pairs:
+        raise ValueError(f"No training pairs: all {len(train_query_ids)} training queries went to the dev split "
+                         f"(dev_fraction {config.dev_fraction}); lower dev_fraction or add training queries.")
     logger.info("%d training queries (%d pairs), %d dev queries", len(train_ids), len(pairs), len(dev_ids))
     # The retrievers chunking indexed to pick best chunks are reused when they index the same corpus.
     built = chunked.retrievers if chunked is not None else None
     retrievers = (built if built is not None and built.dataset.corpus is dataset.corpus
                   else Retrievers(dataset, config, cache_dir))
-    return RunContext(config, folder, documents, dataset, chunked.chunks if chunked is not None else None,
+    return RunContext(config, folder, Path(dataset_path), documents, dataset, chunked.chunks if chunked is not None else None,
                       retrievers, train_ids, dev_ids, pairs)

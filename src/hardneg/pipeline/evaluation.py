@@ -14,7 +14,22 @@ from ..chunk import chunk_pairs, document_scores, documents_run, load_tokenizer,
 from ..config import fingerprint, slug
 from ..crossencoder import ScoreStore, load_cross_encoder, score_pairs, training_info
 from ..data import Qrels
-from ..evaluate import Row, RunDict, analyse, evaluate_run, first_stage_run, ranked, rerank_run, tune_alpha, write_trec
+from ..evaluate import (
+    Candidate,
+    Row,
+    RunDict,
+    SystemChoice,
+    analyse,
+    candidate_run,
+    choose_system,
+    evaluate_run,
+    first_stage_run,
+    ranked,
+    rerank_run,
+    test_comparison,
+    tune_alpha,
+    write_trec,
+)
 from ..io import write_json
 from ..lengths import LengthSplit, document_tokens, metrics_by_length, split_by_length
 from ..retrieve import Ensemble
@@ -39,8 +54,12 @@ def length_split_of(ctx: RunContext) -> LengthSplit:
 class Evaluation:
     """Evaluates first stages and re-rankers on one run's test queries (and tunes interpolation on its dev ones)."""
 
-    def __init__(self, ctx: RunContext, length_split: LengthSplit | None = None):
+    def __init__(self, ctx: RunContext, length_split: LengthSplit | None = None,
+                 tuned_first_stages: dict[str, Ensemble] | None = None):
+        """``tuned_first_stages``: first stages the run tuned (fine-tuned members, learned fusion), evaluated after
+        the configured ones and candidates for the system the run hands over."""
         self.ctx, self.config, self.length_split = ctx, ctx.config, length_split
+        self.tuned = dict(tuned_first_stages or {})
         ev = self.ev = ctx.config.evaluate
         documents = ctx.documents
         test_ids = sample_queries(sorted(documents.positives(ev.split)), ev.max_queries, ctx.config.seed)
@@ -48,6 +67,11 @@ class Evaluation:
         self.dev_qrels: Qrels = {q: documents.qrels[ctx.config.train_split][q] for q in ctx.dev_ids}
         self.fixed_weight = ev.interpolate and ev.interpolation_weight is not None
         self.tune = ev.interpolate and not self.fixed_weight and bool(ctx.dev_ids)
+        # The system a run hands over is chosen on dev queries, so they are scored whenever there are any.
+        self.dev = bool(ctx.dev_ids)
+        self.choice: SystemChoice | None = None
+        self.ensembles: dict[str, Ensemble] = {}
+        self.system_test: dict | None = None
         if self.tune and len(ctx.dev_ids) < SMALL_DEV:
             logger.warning("The interpolation weight is tuned on only %d dev queries, a noisy choice; "
                            "evaluate.interpolation_weight fixes it instead", len(ctx.dev_ids))
@@ -68,10 +92,11 @@ class Evaluation:
     def first_stages(self) -> dict[str, dict[str, RunDict]]:
         """Each first stage's test run (written as a TREC file) and, when the weight is tuned, its dev run."""
         out: dict[str, dict[str, RunDict]] = {}
-        for name in self.ev.first_stages:
-            ensemble = self.ctx.retrievers.first_stage(name)
+        named = {name: self.ctx.retrievers.first_stage(name) for name in self.ev.first_stages}
+        self.ensembles = {**named, **self.tuned}
+        for name, ensemble in self.ensembles.items():
             out[name] = {"test": self.first_stage(ensemble, list(self.test_qrels)),
-                         "dev": self.first_stage(ensemble, self.ctx.dev_ids) if self.tune else {}}
+                         "dev": self.first_stage(ensemble, self.ctx.dev_ids) if self.dev else {}}
             write_trec(self.ctx.folder.trec(name, self.ev.split), out[name]["test"], slug(name))
         return out
 
@@ -97,7 +122,7 @@ class Evaluation:
         made_by = fingerprint(system, training_info(model_path).get("fingerprint") or model_path,
                               config.train.max_length, config.seed)
         stores = {split: ScoreStore(self.ctx.folder.scores(system, split), made_by) for split in SPLITS}
-        for split in SPLITS if self.tune else ("test",):
+        for split in SPLITS if self.dev else ("test",):
             needed = self.pairs_to_score({name: runs[split] for name, runs in stages.items()})
             score_pairs(model, self.ctx.dataset, needed, stores[split], self.ev.batch_size, config.progress)
         return stores
@@ -133,15 +158,37 @@ class Evaluation:
         ev = self.ev
         stages = self.first_stages()
         rows = [Row(name, "none", "first stage", **self.measure(runs["test"])) for name, runs in stages.items()]
-        reranked = {k: v for k, v in stages.items() if ev.rerank is None or k in ev.rerank}
+        reranked = {k: v for k, v in stages.items() if ev.rerank is None or k in ev.rerank or k in self.tuned}
         systems: dict[str, dict[str, RunDict]] = {name: {"first stage": runs["test"]} for name, runs in stages.items()}
+        # split -> first stage -> re-ranker -> document scores, for choosing the system to hand over
+        scores: dict[str, dict[str, dict[str, dict[str, dict[str, float]]]]] = {"test": {}, "dev": {}}
         for system, model_path in rerankers.items():
             stores = self.score(system, model_path, reranked)
             for name, runs in reranked.items():
                 rows += self.rerank_rows(system, name, runs, stores, systems[name])
+                for split in SPLITS if self.dev else ("test",):
+                    scores[split].setdefault(name, {})[system] = self.doc_scores(stores[split], runs[split])
             logger.info("Evaluated re-ranker %s", system)
         self.write_analysis(systems)
+        if self.ev.first_stages:
+            self.choose(self.ev.first_stages[0], stages, scores)
         return rows
+
+    def choose(self, baseline: str, stages: dict[str, dict[str, RunDict]], scores: dict[str, dict]) -> None:
+        """Choose the system to hand over on dev queries, then measure it against the untrained ``baseline``
+        first stage on test."""
+        ev, config = self.ev, self.config
+        candidates = [baseline, *self.tuned]
+        self.choice = choose_system(baseline, self.dev_qrels, {fs: stages[fs]["dev"] for fs in candidates},
+                                    {fs: scores["dev"].get(fs, {}) for fs in candidates}, ev.rerank_depth,
+                                    seed=config.seed, resamples=ev.bootstrap)
+        logger.info("Chosen system: %s", self.choice.reason)
+        c = self.choice
+        chosen = Candidate(c.first_stage, c.reranker, c.weight or 0.0)
+        test_scores = scores["test"].get(c.first_stage, {}).get(c.reranker) if c.reranker else None
+        run = candidate_run(stages[c.first_stage]["test"], test_scores, ev.rerank_depth, chosen)
+        self.system_test = test_comparison(self.test_qrels, stages[baseline]["test"], run, ev.metrics, ev.bootstrap,
+                                           config.seed)
 
     def write_analysis(self, systems: dict[str, dict[str, RunDict]]) -> None:
         """Significance and intervals: systems that rank the same first stage's candidates, compared pairwise."""

@@ -10,10 +10,14 @@ from ..config import RunConfig
 from ..evaluate import Row
 from ..io import atomic_write, write_json
 from ..lengths import LengthSplit, length_table
+from ..lock import release
+from ..retrieve import Ensemble
 from ..report import results_markdown
+from ..system import save_system
 from .context import RunContext, prepare
 from .evaluation import Evaluation, length_split_of, rerankers_to_evaluate
-from .training import dev_candidates, train_strategy
+from .first_stage import check_tuning, tune_first_stages
+from .training import TrainedStrategy, dev_candidates, train_strategy
 
 
 @dataclass(frozen=True)
@@ -22,18 +26,22 @@ class RunResult:
     rows: list[Row]
     mining: dict[str, dict]
     markdown: str
+    system: dict | None = None   # the chosen system ("choice") and its test comparison ("test"); see system.json
 
 
 def run_pipeline(config: RunConfig) -> RunResult:
     """Run every stage for every strategy and return the comparison table (also written to the run folder)."""
     ctx = prepare(config)
-    dev = dev_candidates(ctx)
-    models: dict[str, Path] = {}
-    mining: dict[str, dict] = {}
-    for strategy in ctx.config.strategies:
-        trained = train_strategy(ctx, strategy, dev)
-        models[strategy.name], mining[strategy.name] = trained.model, trained.mining
-    return evaluate_and_write(ctx, rerankers_to_evaluate(ctx, models), mining)
+    try:
+        check_tuning(ctx)
+        dev = dev_candidates(ctx)
+        trained: dict[str, TrainedStrategy] = {s.name: train_strategy(ctx, s, dev) for s in ctx.config.strategies}
+        tuned = tune_first_stages(ctx, trained)
+        models = {name: t.model for name, t in trained.items()}
+        return evaluate_and_write(ctx, rerankers_to_evaluate(ctx, models), {n: t.mining for n, t in trained.items()},
+                                  tuned.ensembles, tuned.record)
+    finally:
+        release(ctx.folder.lock)  # the folder's next run (or another process) may own it now
 
 
 def evaluate_models(config: RunConfig, models: dict[str, str]) -> RunResult:
@@ -41,26 +49,39 @@ def evaluate_models(config: RunConfig, models: dict[str, str]) -> RunResult:
     the same evaluation ``run_pipeline`` ends with, without mining or training. ``evaluate.include_base`` and
     ``evaluate.extra_rerankers`` add the base model and further re-rankers."""
     ctx = prepare(config)
-    return evaluate_and_write(ctx, {**rerankers_to_evaluate(ctx, {}), **models}, {})
+    try:
+        return evaluate_and_write(ctx, {**rerankers_to_evaluate(ctx, {}), **models}, {})
+    finally:
+        release(ctx.folder.lock)
 
 
-def evaluate_and_write(ctx: RunContext, rerankers: dict[str, str], mining: dict[str, dict]) -> RunResult:
-    """Evaluate, then write results.json and results.md."""
+def evaluate_and_write(ctx: RunContext, rerankers: dict[str, str], mining: dict[str, dict],
+                       tuned: dict[str, Ensemble] | None = None, first_stage: dict | None = None) -> RunResult:
+    """Evaluate (the configured first stages, then ``tuned`` ones), then write results.json and results.md."""
     length_split = length_split_of(ctx)
-    rows = Evaluation(ctx, length_split).run(rerankers)
-    return write_results(ctx, rows, mining, length_split)
+    evaluation = Evaluation(ctx, length_split, tuned)
+    rows = evaluation.run(rerankers)
+    system = None
+    if evaluation.choice is not None:
+        system = {"choice": evaluation.choice.as_dict(), "test": evaluation.system_test,
+                  **({"first_stage_tuning": first_stage} if first_stage else {})}
+        save_system(ctx.folder, ctx.config, ctx.dataset_path, evaluation.choice, rerankers, evaluation.system_test,
+                    evaluation.ensembles[evaluation.choice.first_stage])
+    return write_results(ctx, rows, mining, length_split, system)
 
 
-def write_results(ctx: RunContext, rows: list[Row], mining: dict[str, dict], length_split: LengthSplit) -> RunResult:
+def write_results(ctx: RunContext, rows: list[Row], mining: dict[str, dict], length_split: LengthSplit,
+                  system: dict | None = None) -> RunResult:
     config, documents, folder = ctx.config, ctx.documents, ctx.folder
     settings = {"dataset": documents.name, "data": documents.report.summary(), "train_queries": len(ctx.train_ids),
                 "train_pairs": len(ctx.pairs), "dev_queries": len(ctx.dev_ids), "lengths": length_split.as_dict(),
                 "config": config.model_dump()}
     if ctx.chunks is not None:
         settings["chunks"] = {"documents": len(documents.corpus), "chunks": len(ctx.chunks.dataset.corpus)}
-    markdown = results_markdown(rows, config.evaluate.metrics, settings, mining)
+    markdown = results_markdown(rows, config.evaluate.metrics, settings, mining, system)
     markdown += "\n" + length_table(rows, config.evaluate.metrics, length_split)
-    write_json(folder.results, {"settings": settings, "rows": [r.as_dict() for r in rows], "mining": mining})
+    write_json(folder.results, {"settings": settings, "rows": [r.as_dict() for r in rows], "mining": mining,
+                                "system": system})
     with atomic_write(folder.results_markdown) as handle:
         handle.write(markdown)
-    return RunResult(folder.path, rows, mining, markdown)
+    return RunResult(folder.path, rows, mining, markdown, system)

@@ -21,8 +21,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainedStrategy:
-    model: Path        # the last round's re-ranker
-    mining: dict       # the last round's mining.json, earlier rounds nested under "round1", ...
+    model: Path               # the last round's re-ranker
+    mining: dict              # the last round's mining.json, earlier rounds nested under "round1", ...
+    pairs: list[MinedPair]    # the last round's mined pairs
 
 
 def dev_candidates(ctx: RunContext) -> list[dict] | None:
@@ -65,7 +66,7 @@ def train_strategy(ctx: RunContext, strategy: StrategyConfig, dev: list[dict] | 
             mined, folder.path, config.train, num_negatives, seed=config.seed, progress=config.progress,
             fingerprint=fingerprint(saved["fingerprint"], config.train, config.seed), dev=dev, card=card,
             extra_pairs=augmented(ctx, strategy, num_negatives))
-    return TrainedStrategy(model, info)
+    return TrainedStrategy(model, info, mined)
 
 
 def augmented(ctx: RunContext, strategy: StrategyConfig, num_negatives: int) -> list[MinedPair]:

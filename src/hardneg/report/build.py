@@ -15,7 +15,7 @@ from ..io import atomic_write, read_json, read_jsonl
 from ..rundir import RunFolder, slug
 from . import figures
 from .document import Block, Bold, Cell, Code, Figure, Paragraph, Report, Section, Table
-from .labels import PRIMARY, metric_label, rows_of, system_label, system_of
+from .labels import PRIMARY, chosen_system_label, metric_label, rows_of, system_label, system_of
 from .markdown import render_markdown
 from .page import render_html
 
@@ -39,6 +39,7 @@ class RunOutputs:
     rows: list[Row]
     mining: dict
     analysis: dict
+    system: dict | None = None   # the chosen system and its test comparison (results.json "system")
 
     @property
     def config(self) -> dict:
@@ -62,7 +63,7 @@ def read_run(run_dir: str | Path) -> RunOutputs:
                                 f"{run.path}` to rebuild it from the run's TREC files, then report again.")
     results = read_json(run.results)
     return RunOutputs(run, results["settings"], [Row.from_dict(r) for r in results["rows"]],
-                      results.get("mining", {}), read_json(run.analysis))
+                      results.get("mining", {}), read_json(run.analysis), results.get("system"))
 
 
 def build_report(run_dir: str | Path, seed: int = 42) -> ReportFiles:
@@ -81,6 +82,8 @@ def report_document(out: RunOutputs, seed: int = 42) -> Report:
     """The whole report (drawing its figures into the run folder on the way)."""
     negatives = {s.name: read_jsonl(s.negatives) for s in out.run.strategies() if s.negatives.is_file()}
     report = Report(f"hardneg report: {out.settings['dataset']}", introduction(out))
+    if out.system:
+        report.blocks.append(system_section(out))
     for fs in out.first_stages:
         report.blocks.append(first_stage_section(out, fs))
     for section in (interpolation_section(out), wins_section(out), distributions_section(out, negatives),
@@ -103,6 +106,21 @@ def introduction(out: RunOutputs) -> list[Block]:
            f"pairs per metric, corrected p < {stats.get('alpha', 0.05)}). Intervals: percentile bootstrap over "
            f"queries ({stats.get('bootstrap_resamples', 1000)} resamples). Best value per column in bold.")
     return [Paragraph.of(intro), Paragraph.of(sig, css_class="note")]
+
+
+def system_section(out: RunOutputs) -> Section:
+    """What the run hands over, chosen on dev queries, against the untrained first stage on test."""
+    choice, test = out.system["choice"], out.system.get("test") or {}
+    what = chosen_system_label(choice)
+    blocks: list[Block] = [Paragraph.of(Bold(f"Chosen: {what}."), f" Chosen on dev queries only: {choice['reason']}.")]
+    if test:
+        rows = [[metric_label(m), f"{t['first_stage']:.3f}", f"{t['system']:.3f}", f"{t['gain']:+.3f}",
+                 f"[{t['low']:+.3f}, {t['high']:+.3f}]", f"{t['p_value']:.3f}"] for m, t in test.items()]
+        blocks.append(Table.of(["metric", "first stage", "trained system", "gain", "95% interval", "p"], rows))
+        primary = test.get(PRIMARY) or next(iter(test.values()))
+        if choice["reranker"] is not None and primary["high"] < 0:
+            blocks.append(Paragraph.of(Bold("Warning: on test the chosen system is worse than the first stage.")))
+    return Section("The trained system", blocks)
 
 
 def significance_marks(systems: list[str], comparisons: list[dict], metric: str) -> dict[str, str]:

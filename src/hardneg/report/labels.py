@@ -39,3 +39,13 @@ def system_label(system: str, row: Row | None = None) -> str:
 def rows_of(rows: list[Row], first_stage: str) -> list[Row]:
     """One first stage's rows: the first stage alone, then re-ranked, then interpolated."""
     return [r for mode in MODES for r in rows if r.first_stage == first_stage and r.mode == mode]
+
+
+def chosen_system_label(choice: dict) -> str:
+    """What a run hands over, in words (``choice``: a SystemChoice as results.json stores it)."""
+    if choice["reranker"] is None:
+        return f"the first stage alone ({choice['first_stage']}): training did not clearly help"
+    if choice["mode"] == "rerank":
+        return f"re-ranker `{choice['reranker']}` alone over the {choice['first_stage']} first stage"
+    return (f"re-ranker `{choice['reranker']}` interpolated with the {choice['first_stage']} first stage "
+            f"(re-ranker weight {choice['weight']:.1f})")

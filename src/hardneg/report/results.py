@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from ..evaluate import Row
-from .labels import metric_label, rows_of
+from .labels import chosen_system_label, metric_label, rows_of
 
 
 def row_label(row: Row) -> str:
@@ -26,13 +26,38 @@ def results_table(rows: list[Row], metrics: list[str], first_stage: str) -> str:
     return "\n".join(lines)
 
 
-def results_markdown(rows: list[Row], metrics: list[str], settings: dict, mining: dict) -> str:
+def system_markdown(system: dict, metrics: list[str]) -> list[str]:
+    """The section a user reads first: the system the run hands over, against the untrained first stage."""
+    choice, test = system["choice"], system.get("test") or {}
+    what = chosen_system_label(choice)
+    lines = ["## The trained system", "", f"**Chosen: {what}.** Chosen on dev queries only: {choice['reason']}.", ""]
+    if test:
+        lines += ["On test, against the untrained first stage (gain with its 95% paired bootstrap interval, and "
+                  "the paired randomisation test's p-value):", "",
+                  "| metric | first stage | trained system | gain | 95% interval | p |", "|---|---|---|---|---|---|"]
+        for m in metrics:
+            t = test[m]
+            lines.append(f"| {metric_label(m)} | {t['first_stage']:.3f} | {t['system']:.3f} | {t['gain']:+.3f} | "
+                         f"[{t['low']:+.3f}, {t['high']:+.3f}] | {t['p_value']:.3f} |")
+        primary = test.get("ndcg@10") or test[metrics[0]]
+        if choice["reranker"] is not None and primary["high"] < 0:
+            lines += ["", "**Warning: on test the chosen system is worse than the first stage it started from.**"]
+        elif choice["reranker"] is not None and primary["low"] <= 0:
+            lines += ["", "On test the gain is not clear: its interval includes no gain."]
+        lines.append("")
+    return lines
+
+
+def results_markdown(rows: list[Row], metrics: list[str], settings: dict, mining: dict,
+                     system: dict | None = None) -> str:
     parts = [f"# hardneg results: {settings['dataset']}", "",
              (f"{settings['train_queries']} training queries ({settings['train_pairs']} query-positive pairs), "
              f"{settings['dev_queries']} dev queries for the interpolation weight; evaluated on "
              f"`{settings['config']['evaluate']['split']}`. Re-rankers re-score the top "
              f"{settings['config']['evaluate']['rerank_depth']} of each first stage. "
              f"Data: {settings.get('data', 'nothing skipped')}."), ""]
+    if system:
+        parts += system_markdown(system, metrics)
     for first_stage in dict.fromkeys(r.first_stage for r in rows):
         parts += [f"## First stage: {first_stage}", "", results_table(rows, metrics, first_stage), ""]
     parts += ["## Mining", "", "| strategy | members | pairs | removed by rule | random fill | short pairs |",

@@ -62,9 +62,12 @@ class Retrievers:
             self._built[name] = retriever
         return self._built[name]
 
-    def ensemble(self, names: list[str], fusion: str | None = None, kept_variance: float | None = None) -> Ensemble:
-        """Members are indexed lazily: building the object is cheap, the first search pays for the index."""
-        weights = self.config.weights if names == self.config.ensemble else None
+    def ensemble(self, names: list[str], fusion: str | None = None, kept_variance: float | None = None,
+                 weights: list[float] | None = None) -> Ensemble:
+        """Members are indexed lazily: building the object is cheap, the first search pays for the index.
+        ``weights`` default to the run's when ``names`` are the run's ensemble, else equal."""
+        if weights is None:
+            weights = self.config.weights if names == self.config.ensemble else None
         return Ensemble([_Lazy(self, n) for n in names], fusion=fusion or self.config.fusion, weights=weights,
                         kept_variance=kept_variance or self.config.mining.kept_variance, seed=self.config.seed)
 

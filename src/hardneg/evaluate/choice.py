@@ -1,0 +1,142 @@
+"""Which system a run hands over: the first stage alone, a re-ranker alone, or a re-ranker interpolated with the
+first stage, chosen on dev queries only (never test), and kept only when the dev evidence clearly says it helps.
+
+Every re-ranker at every interpolation weight is a candidate; the best by mean dev ``metric`` wins, then has to
+show its gain over the first stage on at least ``min_queries`` dev queries: the lower end of a paired bootstrap
+interval of that gain must be above zero and a paired randomisation test must reject "no difference" at
+``1 - level``. When it does not (too few dev queries, a small or noisy gain, a useless re-ranker), the choice
+shrinks to the first stage alone and says why. Picking the best of many candidates favours lucky ones, which the
+interval gate does not fully undo; the test figures written beside the choice are what to trust.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..data import Qrels
+from .metrics import RunDict, per_query_metrics
+from .runs import ALPHAS, rerank_run
+from .stats import bootstrap_ci, paired_test
+
+FIRST_STAGE = "first stage"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    first_stage: str
+    reranker: str | None      # None: the first stage alone
+    weight: float             # the re-ranker's weight in the interpolation; 1.0: re-ranker alone
+
+    @property
+    def mode(self) -> str:
+        if self.reranker is None:
+            return FIRST_STAGE
+        return "rerank" if self.weight >= 1.0 else "interpolated"
+
+
+@dataclass(frozen=True)
+class SystemChoice:
+    """The chosen system and the dev evidence behind it; gains are against the ``baseline`` first stage."""
+
+    first_stage: str
+    reranker: str | None
+    mode: str                  # "first stage", "rerank" or "interpolated"
+    weight: float | None       # the re-ranker's interpolation weight (1.0 alone; None without a re-ranker)
+    metric: str
+    baseline: str              # the untrained first stage every candidate is measured against
+    dev_queries: int
+    dev_first_stage: float | None
+    dev_best: float | None     # the best candidate's dev metric, chosen or not
+    best_candidate: dict | None
+    dev_gain: float | None
+    dev_interval: tuple[float, float] | None
+    level: float
+    reason: str
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["dev_interval"] = list(self.dev_interval) if self.dev_interval else None
+        return out
+
+
+def candidate_run(first_stage: RunDict, scores: dict[str, dict[str, float]] | None, depth: int,
+                  candidate: Candidate) -> RunDict:
+    """The ranking a candidate system gives ``first_stage``'s queries (``scores``: its re-ranker's)."""
+    if candidate.reranker is None:
+        return first_stage
+    return rerank_run(first_stage, scores, depth, candidate.weight)
+
+
+def choose_system(baseline: str, dev_qrels: Qrels, dev_runs: dict[str, RunDict],
+                  dev_scores: dict[str, dict[str, dict[str, dict[str, float]]]], depth: int, metric: str = "ndcg@10",
+                  level: float = 0.90, resamples: int = 1000, seed: int = 42, min_queries: int = 10
+                  ) -> SystemChoice:
+    """The system to hand over, from dev queries only. ``dev_runs``: each candidate first stage's dev run (the
+    untrained ``baseline`` among them); ``dev_scores``: first stage -> re-ranker -> its scores of that run's top
+    ``depth``. Candidates: every other first stage alone, and every re-ranker over every first stage at every
+    interpolation weight."""
+    base = {"metric": metric, "level": level, "baseline": baseline}
+    queries = sorted(q for q in dev_qrels if q in dev_runs.get(baseline, {}))
+    candidates = [Candidate(fs, None, 0.0) for fs in dev_runs if fs != baseline]
+    candidates += [Candidate(fs, reranker, float(w)) for fs in dev_runs for reranker in sorted(dev_scores.get(fs, {}))
+                   for w in ALPHAS[1:]]
+    if not queries or not candidates:
+        why = ("no dev queries to choose on (dev_fraction is 0 or the training queries are too few)" if not queries
+               else "nothing was trained to choose from")
+        return SystemChoice(**base, first_stage=baseline, reranker=None, mode=FIRST_STAGE, weight=None,
+                            dev_queries=len(queries), dev_first_stage=None, dev_best=None, best_candidate=None,
+                            dev_gain=None, dev_interval=None, reason=f"first stage alone: {why}")
+    qrels = {q: dev_qrels[q] for q in queries}
+    runs = {fs: {q: run.get(q, {}) for q in queries} for fs, run in dev_runs.items()}
+
+    def values(run: RunDict) -> np.ndarray:
+        found = per_query_metrics(qrels, run, [metric])[metric]
+        return np.array([found[q] for q in queries])
+
+    first = values(runs[baseline])
+    best: tuple[float, Candidate, np.ndarray] | None = None
+    for candidate in candidates:
+        scores = dev_scores.get(candidate.first_stage, {}).get(candidate.reranker) if candidate.reranker else None
+        found = values(candidate_run(runs[candidate.first_stage], scores, depth, candidate))
+        # ties keep the earlier candidate: first stages before re-rankers, smaller weights first
+        if best is None or found.mean() > best[0] + 1e-12:
+            best = (float(found.mean()), candidate, found)
+    mean, candidate, found = best
+    gain = found - first
+    low, high = bootstrap_ci(gain, resamples, seed, level)
+    p_value = paired_test(first, found, seed=seed)
+    evidence = dict(dev_queries=len(queries), dev_first_stage=float(first.mean()), dev_best=mean,
+                    best_candidate={"first_stage": candidate.first_stage, "reranker": candidate.reranker,
+                                    "weight": candidate.weight, "mode": candidate.mode},
+                    dev_gain=float(gain.mean()), dev_interval=(low, high))
+    interval = (f"{gain.mean():+.3f} {metric} over the untrained {baseline} on {len(queries)} dev queries, "
+                f"{level:.0%} interval [{low:+.3f}, {high:+.3f}], p {p_value:.3f}")
+    label = candidate.first_stage + (f" + {candidate.reranker} (weight {candidate.weight:.1f})"
+                                     if candidate.reranker else "")
+    if len(queries) >= min_queries and low > 0 and p_value < 1 - level:
+        return SystemChoice(**base, first_stage=candidate.first_stage, reranker=candidate.reranker,
+                            mode=candidate.mode, weight=candidate.weight if candidate.reranker else None,
+                            **evidence, reason=f"{label} gains {interval}")
+    why = (f"too few dev queries to decide (at least {min_queries}; raise dev_fraction or add queries)"
+           if len(queries) < min_queries else "not a clear gain")
+    return SystemChoice(**base, first_stage=baseline, reranker=None, mode=FIRST_STAGE, weight=None, **evidence,
+                        reason=f"first stage alone: the best candidate, {label}, gains {interval}: {why}")
+
+
+def test_comparison(qrels: Qrels, first_stage: RunDict, chosen: RunDict, metrics: list[str], resamples: int = 1000,
+                    seed: int = 42, level: float = 0.95) -> dict[str, dict[str, float]]:
+    """The chosen system against the first stage on the (test) queries of ``qrels``: per metric the means, the
+    gain with its paired bootstrap interval, and the paired randomisation test's p-value."""
+    fs = per_query_metrics(qrels, first_stage, metrics)
+    ch = per_query_metrics(qrels, chosen, metrics)
+    out = {}
+    for m in metrics:
+        queries = sorted(fs[m])
+        a = np.array([fs[m][q] for q in queries])
+        b = np.array([ch[m][q] for q in queries])
+        low, high = bootstrap_ci(b - a, resamples, seed, level)
+        out[m] = {"first_stage": float(a.mean()), "system": float(b.mean()), "gain": float((b - a).mean()),
+                  "low": low, "high": high, "p_value": paired_test(a, b, seed=seed), "queries": len(queries)}
+    return out

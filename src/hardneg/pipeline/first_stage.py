@@ -1,0 +1,97 @@
+"""Tuning the first stage itself, after mining: its weights and fusion learned on the training queries
+(``fusion_weights.learn``) and its dense members fine-tuned on the mined negatives (``embedder.enabled``). Each
+tuned first stage joins the evaluation beside the untrained one and is a candidate for the system the run hands
+over; what was learned is recorded in ``first_stage.json``."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import fingerprint
+from ..embed import SentenceTransformerEmbedder, get_embedder
+from ..embedder import dev_retrieval_data, train_embedder
+from ..fusion_weights import LearnedFusion, learn_fusion
+from ..io import write_json
+from ..retrieve import Ensemble
+from ..rundir import slug
+from ..splits import sample_queries
+from .context import RunContext
+from .training import TrainedStrategy
+
+logger = logging.getLogger(__name__)
+LEARNED = "ensemble (learned fusion)"
+FINE_TUNED = "ensemble (fine-tuned)"
+
+
+@dataclass
+class TunedFirstStages:
+    ensembles: dict[str, Ensemble] = field(default_factory=dict)
+    record: dict = field(default_factory=dict)
+
+
+def check_tuning(ctx: RunContext) -> None:
+    """Fail before any training when the embedder would have no negatives to learn from."""
+    config = ctx.config
+    names = [s.name for s in config.strategies]
+    if config.embedder.enabled and config.embedder.strategy not in names:
+        raise ValueError(f"embedder.strategy is {config.embedder.strategy!r}, which is not one of the run's "
+                         f"strategies {names}: name the strategy whose negatives train the embedders")
+
+
+def dense_members(names: list[str]) -> list[str]:
+    """The members that are sentence-transformers models (the ones a SentenceTransformerTrainer can tune)."""
+    return [n for n in names if n.lower() != "bm25" and isinstance(get_embedder(n), SentenceTransformerEmbedder)]
+
+
+def tune_first_stages(ctx: RunContext, trained: dict[str, TrainedStrategy]) -> TunedFirstStages:
+    config = ctx.config
+    out = TunedFirstStages()
+    weights, fusion = config.weights, config.fusion
+    if config.fusion_weights.learn:
+        learned = learn_ensemble_fusion(ctx)
+        out.record["fusion"] = learned.as_dict()
+        if learned.learned:
+            weights, fusion = list(learned.weights), learned.fusion
+            out.ensembles[LEARNED] = ctx.retrievers.ensemble(config.ensemble, fusion, weights=weights)
+    if config.embedder.enabled:
+        tuned = train_embedders(ctx, trained[config.embedder.strategy])
+        out.record["embedders"] = {member: str(path) for member, path in tuned.items()}
+        for member, path in tuned.items():
+            out.ensembles[f"{Path(member).name} (fine-tuned)"] = ctx.retrievers.ensemble([str(path)])
+        if tuned and len(config.ensemble) > 1:
+            members = [str(tuned.get(m, m)) for m in config.ensemble]
+            out.ensembles[FINE_TUNED] = ctx.retrievers.ensemble(members, fusion, weights=weights)
+    if out.record:
+        write_json(ctx.folder.path / "first_stage.json", out.record)
+    return out
+
+
+def learn_ensemble_fusion(ctx: RunContext) -> LearnedFusion:
+    """Weights and fusion of the run's ensemble, learned on the training queries (not dev, not test)."""
+    config, fw = ctx.config, ctx.config.fusion_weights
+    ensemble = ctx.retrievers.ensemble(config.ensemble)
+    queries = sample_queries(ctx.train_ids, fw.max_queries, config.seed)
+    learned = learn_fusion(ctx.dataset, queries, ctx.dataset.qrels[config.train_split],
+                           ensemble, depth=fw.depth or config.evaluate.depth, seed=config.seed,
+                           grid=tuple(fw.grid), fusions=tuple(fw.fusions), folds=fw.folds,
+                           min_queries=fw.min_queries, metric=fw.metric, fallback_weights=config.weights,
+                           fallback_fusion=config.fusion)
+    logger.info("Ensemble fusion: %s", learned.reason)
+    return learned
+
+
+def train_embedders(ctx: RunContext, strategy: TrainedStrategy) -> dict[str, Path]:
+    """Each dense member fine-tuned on the strategy's mined pairs: member name -> model folder."""
+    config, ec = ctx.config, ctx.config.embedder
+    members = ec.members or dense_members(config.ensemble)
+    dev = (dev_retrieval_data(ctx.dataset, ctx.dev_ids, config.train_split, ec.dev_max_queries,
+                              ec.dev_max_documents, config.seed) if ec.dev_eval and ctx.dev_ids else None)
+    folder = ctx.folder.strategy(ec.strategy).path / "embedders"
+    card = {"dataset": ctx.dataset.name, "split": config.train_split, "strategy": ec.strategy,
+            "mining": strategy.mining.get("mining")}
+    return {member: train_embedder(strategy.pairs, member, folder / slug(member), ec, seed=config.seed,
+                                   progress=config.progress, dev=dev, card=card,
+                                   fingerprint=fingerprint(strategy.mining["fingerprint"], member, ec, config.seed))
+            for member in members}

@@ -1,0 +1,123 @@
+"""Fusion weights learned on training queries only: scripted members whose quality differs between the training
+and the test queries show that nothing about the test queries reaches the choice."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from hardneg.data import load_beir
+from hardneg.fusion_weights import fold_of, learn_fusion, weight_grid
+from hardneg.retrieve import Ensemble, Retriever, id_rank, top_k
+from tests.conftest import write_beir
+
+DOCS = 40
+TRAIN = [f"q{i:03d}" for i in range(60)]
+TEST = [f"q{i:03d}" for i in range(60, 100)]
+
+
+def positive_of(qid: str) -> str:
+    return f"d{int(qid[1:]) % DOCS:02d}"
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    docs = [(f"d{i:02d}", f"title {i}", f"document number {i}") for i in range(DOCS)]
+    queries = [(q, f"query text {q}") for q in TRAIN + TEST]
+    root = write_beir(tmp_path_factory.mktemp("fusion") / "c", docs=docs, queries=queries,
+                      train=[(q, positive_of(q)) for q in TRAIN], test=[(q, positive_of(q)) for q in TEST])
+    return load_beir(root)
+
+
+class Scripted(Retriever):
+    """Seeded random scores per (query, document); the positive scores highest for the queries it 'knows'."""
+
+    def __init__(self, name: str, knows: set[str], asked: list[str]):
+        self.name, self.knows, self.asked = name, knows, asked
+
+    def index(self, documents, doc_ids):
+        self.doc_ids = doc_ids
+        self.tie_rank = id_rank(doc_ids)
+
+    def _row(self, query: str) -> np.ndarray:
+        qid = query.removeprefix("query text ")
+        seed = int(hashlib.md5(f"{self.name}{qid}".encode()).hexdigest()[:8], 16)
+        row = np.random.default_rng(seed).random(len(self.doc_ids))
+        if qid in self.knows:
+            row[self.doc_ids.index(positive_of(qid))] = 5.0
+        return row
+
+    def query_scores(self, queries, doc_idx):
+        return [self._row(q)[idx] for q, idx in zip(queries, doc_idx)]
+
+    def search(self, queries, k):
+        self.asked.extend(queries)
+        full = np.stack([self._row(q) for q in queries])
+        idx = top_k(full, k, self.tie_rank)
+        return idx, np.take_along_axis(full, idx, axis=1)
+
+
+def ensemble(collection, asked: list[str]) -> Ensemble:
+    members = [Scripted("train-expert", set(TRAIN), asked), Scripted("test-expert", set(TEST), asked),
+               Scripted("noise", set(), asked)]
+    out = Ensemble(members, fusion="zscore", weights=[1.0, 1.0, 1.0])
+    out.index(collection.corpus.full_texts(), collection.corpus.ids)
+    return out
+
+
+def test_weight_grid_is_relative_and_without_repeats():
+    grid = weight_grid(2)
+    assert len(grid) == len(set(grid)) == 7 and all(max(w) == 1 for w in grid)
+    assert (0.0, 1.0) in grid and (1.0, 0.5) in grid and (0.0, 0.0) not in grid
+
+
+def test_folds_are_seeded_and_balanced():
+    ids = [f"q{i}" for i in range(23)]
+    folds = fold_of(ids, 5, seed=3)
+    assert sorted(np.bincount(folds).tolist()) == [4, 4, 5, 5, 5]
+    assert folds.tolist() == fold_of(ids, 5, seed=3).tolist() != fold_of(ids, 5, seed=4).tolist()
+
+
+def test_weights_are_chosen_on_training_queries_only(collection):
+    asked: list[str] = []
+    learned = learn_fusion(collection, TRAIN, collection.qrels["train"], ensemble(collection, asked), depth=10,
+                           seed=1, fallback_weights=[1.0, 0.5, 1.0], fallback_fusion="zscore")
+    assert learned.learned and learned.queries == len(TRAIN)
+    # The member that is perfect on the test queries but useless on the training ones gets no weight, as does
+    # pure noise; learning never saw a test query.
+    assert learned.weights == (1.0, 0.0, 0.0)
+    assert asked and set(asked) <= {collection.queries.text(q) for q in TRAIN}
+    assert learned.score >= learned.best_single[1] and learned.score >= learned.fallback_score
+    assert learned.best_single[0] == "train-expert"
+    assert "weight 0 for test-expert, noise" in learned.reason
+    assert len(learned.candidates) == 3 * len(weight_grid(3))  # the fallback (1, .5, 1) is a grid point
+    assert learned.held_out is not None and 0 <= learned.held_out <= 1
+    assert learned == learn_fusion(collection, TRAIN, collection.qrels["train"], ensemble(collection, []), depth=10,
+                                   seed=1, fallback_weights=[1.0, 0.5, 1.0], fallback_fusion="zscore")
+
+
+def test_the_check_would_catch_test_queries_leaking_in(collection):
+    """Counter-check: learned on training and test queries together, the test expert earns a weight."""
+    qrels = {**collection.qrels["train"], **collection.qrels["test"]}
+    leaked = learn_fusion(collection, TRAIN + TEST, qrels, ensemble(collection, []), depth=10, seed=1)
+    assert leaked.weights[1] > 0
+
+
+def test_too_few_training_queries_keep_the_fixed_weights(collection):
+    asked: list[str] = []
+    few = learn_fusion(collection, TRAIN[:12], collection.qrels["train"], ensemble(collection, asked), depth=10,
+                       seed=1, min_queries=30, fallback_weights=[1.0, 0.5, 1.0], fallback_fusion="rrf")
+    assert not few.learned and few.weights == (1.0, 0.5, 1.0) and few.fusion == "rrf"
+    assert "12 training queries" in few.reason and "fewer than 30" in few.reason
+    assert few.candidates == () and not asked  # nothing was even retrieved
+    unlabelled = learn_fusion(collection, TRAIN + ["nope"] * 5, collection.qrels["train"],
+                              ensemble(collection, []), depth=10, min_queries=61)
+    assert not unlabelled.learned and unlabelled.queries == 60  # queries without a positive do not count
+
+
+def test_learning_needs_a_fusion_of_the_members_own_scores(collection):
+    members = ensemble(collection, []).members
+    with pytest.raises(ValueError, match="concat-pca"):
+        learn_fusion(collection, TRAIN, collection.qrels["train"], Ensemble(members, fusion="concat-pca"))

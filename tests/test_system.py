@@ -1,0 +1,166 @@
+"""The system a run hands over: chosen on dev queries only, shrunk to the first stage when training does not
+clearly help, saved whole as system.json, and searchable."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import hardneg.pipeline.evaluation as evaluation_stage
+from hardneg import load_config, run
+from hardneg.cli import app
+from hardneg.evaluate import choose_system
+from hardneg.system import System
+
+
+def _dev(n: int, seed: int = 0):
+    """n dev queries, each with one positive among 10 candidates; the first stage puts it at rank 3-10."""
+    rng = np.random.default_rng(seed)
+    qrels, first = {}, {}
+    for i in range(n):
+        q = f"q{i:03d}"
+        docs = [f"{q}-d{j}" for j in range(10)]
+        positive = docs[int(rng.integers(2, 10))]
+        qrels[q] = {positive: 1}
+        first[q] = {d: float(10 - j) for j, d in enumerate(docs)}
+    return qrels, first
+
+
+def test_a_reranker_that_clearly_helps_is_chosen():
+    qrels, first = _dev(40)
+    oracle = {q: {d: (5.0 if d in qrels[q] else 0.0) for d in docs} for q, docs in first.items()}
+    choice = choose_system("ensemble", qrels, {"ensemble": first}, {"ensemble": {"good": oracle}}, depth=10)
+    assert (choice.first_stage, choice.reranker) == ("ensemble", "good")
+    assert choice.weight == 0.5  # the smallest weight that already ranks as well as the re-ranker alone
+    assert choice.dev_gain > 0.3 and choice.dev_interval[0] > 0 and choice.dev_queries == 40
+
+
+def test_a_useless_reranker_shrinks_to_the_first_stage():
+    qrels, first = _dev(40)
+    rng = np.random.default_rng(1)
+    noise = {q: {d: float(rng.normal()) for d in docs} for q, docs in first.items()}
+    choice = choose_system("ensemble", qrels, {"ensemble": first}, {"ensemble": {"noise": noise}}, depth=10)
+    assert choice.reranker is None and choice.mode == "first stage"
+    assert "not a clear gain" in choice.reason and choice.best_candidate["reranker"] == "noise"
+
+
+def test_few_dev_queries_are_not_enough_evidence_and_none_at_all_says_so():
+    qrels, first = _dev(2)
+    oracle = {q: {d: (5.0 if d in qrels[q] else 0.0) for d in docs} for q, docs in first.items()}
+    weak = choose_system("ensemble", {"q000": qrels["q000"]}, {"ensemble": first}, {"ensemble": {"good": oracle}},
+                         depth=10)
+    assert weak.reranker is None and "too few dev queries" in weak.reason
+    none = choose_system("ensemble", {}, {"ensemble": first}, {"ensemble": {"good": oracle}}, depth=10)
+    assert none.reranker is None and "no dev queries" in none.reason
+
+
+def _config(tmp_path, beir_dir, tiny_bert):
+    cfg = {"dataset": str(beir_dir), "output": str(tmp_path / "run"), "seed": 7, "dev_fraction": 0.4,
+           "ensemble": ["hash", "bm25"], "progress": False, "mining": {"num_negatives": 2, "depth": 8},
+           "strategies": ["ensemble"],
+           "train": {"base_model": tiny_bert, "epochs": 1, "batch_size": 4, "max_length": 32},
+           "evaluate": {"depth": 10, "rerank_depth": 5, "batch_size": 16, "include_base": False}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_the_choice_never_sees_test_queries_and_the_system_is_saved_whole(tmp_path, beir_dir, tiny_bert,
+                                                                           monkeypatch):
+    seen: list[set[str]] = []
+    real = evaluation_stage.choose_system
+
+    def spy(baseline, dev_qrels, dev_runs, dev_scores, *args, **kwargs):
+        seen.append(set(dev_qrels) | {q for run in dev_runs.values() for q in run}
+                    | {q for by_model in dev_scores.values() for s in by_model.values() for q in s})
+        return real(baseline, dev_qrels, dev_runs, dev_scores, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation_stage, "choose_system", spy)
+    result = run(load_config(_config(tmp_path, beir_dir, tiny_bert)))
+    test_queries = {"q6", "q7", "q8", "q9"}
+    assert seen and seen[0] and not seen[0] & test_queries
+    assert result.system["choice"]["dev_queries"] == len(seen[0])
+    assert "## The trained system" in result.markdown
+
+    out = tmp_path / "run"
+    saved = json.loads((out / "system.json").read_text())
+    assert saved["members"] == ["hash", "bm25"] and saved["depth"] == 10 and saved["rerank_depth"] == 5
+    assert json.loads((out / "results.json").read_text())["system"]["choice"] == saved["choice"]
+    system = System.load(out)
+    hits = system.search("how do solar panels make electricity", 3)
+    assert [h.rank for h in hits] == [1, 2, 3] and hits[0].doc_id == "d01"
+    order = system.rerank("coffee roasting flavour", ["Solar panels make power.", "Roasting coffee beans.",
+                                                      "Camels store fat."])
+    assert order[0][0] == 1 and sorted(i for i, _ in order) == [0, 1, 2]
+
+    # The same system with its trained re-ranker interpolated: search re-scores the head with it.
+    saved.update(reranker="ensemble", model="strategies/ensemble/model", mode="interpolated", weight=0.5)
+    (out / "system.json").write_text(json.dumps(saved))
+    hits = System.load(out).search("how do solar panels make electricity", 5)
+    assert len(hits) == 5 and all(h.reranker_score is not None for h in hits)
+    bare = System.load(out).rerank("solar", ["Solar panels.", "Coffee."], bare=True)
+    assert sorted(i for i, _ in bare) == [0, 1]
+
+    runner = CliRunner()
+    found = runner.invoke(app, ["search", "which birds live in rainforests", "--run", str(out), "-k", "2", "--json"])
+    assert found.exit_code == 0, found.output
+    rows = [json.loads(line) for line in found.stdout.splitlines() if line.startswith("{")]
+    assert [r["rank"] for r in rows] == [1, 2] and rows[0]["doc_id"] == "d10"
+    docs = tmp_path / "docs.txt"
+    docs.write_text("Toucans live in rainforests.\nEspresso is coffee.\n")
+    reranked = runner.invoke(app, ["rerank", "--run", str(out), "-q", "rainforest birds", "--docs", str(docs)])
+    assert reranked.exit_code == 0, reranked.output
+    neither = runner.invoke(app, ["rerank", "-q", "x", "--docs", str(docs)])
+    assert neither.exit_code == 2 and "--run" in neither.output
+    missing = runner.invoke(app, ["search", "x", "--run", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "no saved system" in missing.output
+
+
+def test_a_tuned_first_stage_alone_can_be_chosen_and_ties_keep_the_untrained_one():
+    qrels, first = _dev(40)
+    better = {q: {d: (20.0 if d in qrels[q] else s) for d, s in docs.items()} for q, docs in first.items()}
+    choice = choose_system("ensemble", qrels, {"ensemble": first, "ensemble (fine-tuned)": better}, {}, depth=10)
+    assert (choice.first_stage, choice.reranker, choice.mode) == ("ensemble (fine-tuned)", None, "first stage")
+    assert choice.baseline == "ensemble" and choice.dev_gain > 0.3
+    same = choose_system("ensemble", qrels, {"ensemble": first, "copy": dict(first)}, {}, depth=10)
+    assert same.first_stage == "ensemble" and same.reranker is None
+
+
+def test_a_broken_system_file_names_itself(tmp_path):
+    (tmp_path / "system.json").write_text("{nope")
+    with pytest.raises(ValueError, match="system.json: not valid JSON"):
+        System.load(tmp_path)
+
+
+def test_a_run_tunes_its_first_stage_and_offers_it_as_the_system(tmp_path, beir_dir, tiny_bert, tiny_st):
+    """Learned fusion and a fine-tuned dense member join the evaluation as first stages of their own."""
+    path = _config(tmp_path, beir_dir, tiny_bert)
+    cfg = yaml.safe_load(path.read_text())
+    cfg.update(ensemble=[tiny_st, "bm25"],
+               embedder={"enabled": True, "epochs": 1, "batch_size": 2, "dev_eval": False, "threads": 1},
+               fusion_weights={"learn": True, "min_queries": 2, "folds": 2})
+    path.write_text(yaml.safe_dump(cfg))
+    result = run(load_config(path))
+    stages = {r.first_stage for r in result.rows if r.mode == "first stage"}
+    name = f"{tiny_st.rstrip('/').rsplit('/', 1)[-1]} (fine-tuned)"
+    assert {"ensemble", "ensemble (fine-tuned)", name} <= stages
+    record = json.loads((tmp_path / "run" / "first_stage.json").read_text())
+    assert record["fusion"]["queries"] >= 2 and set(record["embedders"]) == {tiny_st}
+    model = record["embedders"][tiny_st]
+    assert model.startswith(str(tmp_path / "run" / "strategies" / "ensemble" / "embedders"))
+    # the fine-tuned member alone and inside the ensemble is re-ranked too
+    assert ("ensemble (fine-tuned)", "ensemble", "rerank") in {(r.first_stage, r.reranker, r.mode) for r in result.rows}
+    assert result.system["choice"]["baseline"] == "ensemble"
+    saved = json.loads((tmp_path / "run" / "system.json").read_text())
+    assert saved["first_stage"] == result.system["choice"]["first_stage"]
+    assert System.load(tmp_path / "run").search("solar panels electricity", 2)
+
+
+def test_the_embedder_strategy_must_be_one_of_the_runs(tmp_path, beir_dir, tiny_bert):
+    path = _config(tmp_path, beir_dir, tiny_bert)
+    with pytest.raises(ValueError, match="embedder.strategy is 'bm25'"):
+        run(load_config(path, {"embedder": {"enabled": True, "strategy": "bm25"}}))
