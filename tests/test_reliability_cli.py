@@ -20,6 +20,7 @@ from hardneg.cli import app
 from hardneg.config import config_from_dict
 from hardneg.crossencoder import load_cross_encoder
 from hardneg.data import DataError, load_beir
+from hardneg.embed import get_embedder
 from hardneg.pipeline.context import prepare
 from hardneg.rerank import rerank
 from hardneg.rundir import RunFolder
@@ -159,6 +160,18 @@ def test_a_hub_model_offline_fails_at_once_saying_how_to_get_it(monkeypatch, mod
         load_cross_encoder("someone/not-on-this-machine")
     assert time.monotonic() - started < 5
     load_cross_encoder(model_dir)  # a folder needs no hub
+
+
+def test_a_hub_embedding_model_offline_fails_at_once_and_the_mine_command_says_so(monkeypatch, tmp_path, beir_dir):
+    """6, for ensemble members: an embedding model named by hub id while offline fails at once, in one line."""
+    monkeypatch.setattr(hub, "hub_reachable", lambda: False)
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="Embedding model 'someone/not-here' is not a folder"):
+        get_embedder("someone/not-here")
+    assert time.monotonic() - started < 5
+    result = CliRunner().invoke(app, ["mine", "-d", str(beir_dir), "-o", str(tmp_path / "n.jsonl"), "--models",
+                                      "someone/not-here,bm25", "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 2 and "huggingface-cli download someone/not-here" in result.output
 
 
 # --- run folders -------------------------------------------------------------------------------------------------------

@@ -27,8 +27,9 @@ class SentenceTransformerEmbedder(Embedder):
 
     def __init__(self, model: str, name: str | None = None, batch_size: int = 32, max_seq_length: int | None = None,
                  query_prefix: str = "", document_prefix: str = "", device: str | None = None,
-                 keyed_by_content: bool = False):
+                 keyed_by_content: bool = False, local_files_only: bool = False):
         self.model_name_or_path = model
+        self.local_files_only = local_files_only  # a hub id found in the cache while the hub is unreachable
         self.name = name or model
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
@@ -49,7 +50,8 @@ class SentenceTransformerEmbedder(Embedder):
         if self._model is None:
             from sentence_transformers import SentenceTransformer
 
-            self._model = SentenceTransformer(self.model_name_or_path, device=self.device)
+            self._model = SentenceTransformer(self.model_name_or_path, device=self.device,
+                                              local_files_only=self.local_files_only)
             if self.max_seq_length:
                 self._model.max_seq_length = self.max_seq_length
         return self._model

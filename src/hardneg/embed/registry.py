@@ -12,6 +12,7 @@ from .backends import (
     SentenceTransformerEmbedder,
     WordLlamaEmbedder,
 )
+from ..hub import locate_model
 from .base import Embedder
 from .onnx import OnnxEmbedder
 
@@ -64,10 +65,13 @@ def get_embedder(name: str, batch_size: int | None = None, max_seq_length: int |
     if not Path(path).exists() and "/" not in path:
         raise ValueError(f"Unknown model {name!r}: not a registered name ({', '.join(KNOWN_MODELS)}), not a local "
                          "folder, and not a Hugging Face id of the form 'owner/model'.")
+    # A hub id while offline: a clear error at once, not a minute of retries (or the cached copy, if there is one).
+    path, offline = locate_model(path, "Embedding model")
     # A bundled model's weights are fixed by its package: its cache key stays its name. Any other local folder
     # is keyed by its content (a fine-tuned model is a folder; so is one retrained in place).
     embedder = SentenceTransformerEmbedder(path, name=short, max_seq_length=max_seq_length,
-                                           keyed_by_content=not bundled and Path(path).is_dir())
+                                           keyed_by_content=not bundled and Path(path).is_dir(),
+                                           local_files_only=offline)
     if batch_size:
         embedder.batch_size = batch_size
     return embedder
