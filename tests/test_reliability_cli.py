@@ -67,6 +67,9 @@ def test_identical_queries_in_train_and_test_are_warned_about(tmp_path, caplog):
     assert "splits 'train' and 'test' overlap: 1 query ids in both (e.g. q1); 1 queries with the same text" in caplog.text
     saved = json.loads(ctx.folder.data_report.read_text())["split_overlap"]
     assert saved == {"splits": ["train", "test"], "same_ids": ["q1"], "same_texts": [["q1", "q11"]]}
+    # dev queries choose the system a run hands over: one that is also a test query never goes to dev
+    lenient = prepare(config_from_dict(settings(tmp_path, data, dev_fraction=0.9, output=str(tmp_path / "r2"))))
+    assert "q1" not in lenient.dev_ids and lenient.dev_ids
 
 
 def test_training_queries_all_held_out_for_dev_fail_early(tmp_path):

@@ -30,8 +30,9 @@ from .crossencoder import DONE_MARKER, training_info
 from .data import Dataset
 from .embed import resolve_st_model
 from .first_stage_config import EmbedderConfig
-from .io import atomic_write, temp_dir, write_json
+from .io import temp_dir, write_json
 from .mine import MinedPair
+from .modelcard import card_footer, write_card_section
 from .train import available_cores, cap_pairs, claim_output
 
 logger = logging.getLogger(__name__)
@@ -318,25 +319,15 @@ def model_card_section(info: dict) -> str:
     if any(info["prompts"].values()):
         lines.append(f"- **Prompts**: query `{info['prompts']['query']!r}`, document "
                      f"`{info['prompts']['document']!r}` (saved with the model).")
-    if card.get("mining"):
-        lines.append(f"- **Mining settings**: `{json.dumps(card['mining'], sort_keys=True)}`")
+    mining, footer = card_footer(card, info["settings"], "SentenceTransformer")
+    lines += mining
     if info.get("dev"):
         d = info["dev"]
         best = f"{d['best']:.4f} at {d['best_checkpoint']}" if d["best"] is not None else "none recorded"
         lines.append(f"- **Dev evaluation**: {d['queries']} dev queries over {d['documents']} documents, "
                      f"`{d['metric']}`: base model {d['base']:.4f}, best {best}; curve {d['curve']}.")
-    lines += ["", "Training settings:", "", "```json", json.dumps(info["settings"], indent=2, sort_keys=True), "```",
-              "", "Load it with `SentenceTransformer(\"<this folder>\")`; `hardneg_training.json` holds the full log.",
-              ""]
-    return "\n".join(lines)
+    return "\n".join(lines + footer)
 
 
 def write_model_card(folder: Path, info: dict) -> None:
-    """Put hardneg's section in the README.md sentence-transformers wrote, before its model details (or start one)."""
-    readme = Path(folder) / "README.md"
-    text = readme.read_text(encoding="utf-8") if readme.is_file() else "# Sentence-transformers embedding model\n"
-    section = model_card_section(info)
-    at = text.find("\n## Model Details")
-    text = text[:at] + "\n" + section + text[at:] if at >= 0 else text.rstrip() + "\n" + section
-    with atomic_write(readme) as handle:
-        handle.write(text)
+    write_card_section(folder, model_card_section(info), "Sentence-transformers embedding model")

@@ -19,7 +19,7 @@ from .crossencoder import load_cross_encoder
 from .data import load_beir
 from .evaluate import SystemChoice, ranked, rerank_run
 from .io import write_json
-from .retrieve import Ensemble, Retrievers, make_retriever
+from .retrieve import Ensemble, Retrievers, make_retriever, search_options
 from .rundir import RunFolder
 from .version import __version__
 
@@ -60,13 +60,9 @@ def save_system(folder: RunFolder, config: RunConfig, dataset_path: Path, choice
     """Write ``system.json`` for a run's chosen system (``models``: re-ranker name -> folder or id;
     ``first_stage``: the chosen first stage, whose members, weights and fusion are recorded)."""
     ev = config.evaluate
-    members = [m.name for m in first_stage.members]
+    members = [_portable(m.name, folder) for m in first_stage.members]
     model = models.get(choice.reranker) if choice.reranker else None
-    if model is not None and Path(model).is_dir():
-        try:
-            model = str(Path(model).resolve().relative_to(folder.path.resolve()))
-        except ValueError:
-            model = str(Path(model).resolve())
+    model = _portable(model, folder) if model is not None else None
     spec = SystemSpec(
         dataset=str(Path(dataset_path).resolve()), first_stage=choice.first_stage, members=list(members),
         weights=[float(w) for w in first_stage.weights], fusion=first_stage.fusion,
@@ -81,6 +77,17 @@ def save_system(folder: RunFolder, config: RunConfig, dataset_path: Path, choice
     path = folder.path / SYSTEM_FILE
     write_json(path, asdict(spec))
     return path
+
+
+def _portable(name: str, folder: RunFolder) -> str:
+    """A model folder inside the run as a path relative to it (the run folder can move); others as given, or
+    absolute when they are folders."""
+    if not Path(name).is_dir():
+        return name
+    try:
+        return str(Path(name).resolve().relative_to(folder.path.resolve()))
+    except ValueError:
+        return str(Path(name).resolve())
 
 
 @dataclass(frozen=True)
@@ -103,9 +110,10 @@ class System:
             raise ValueError("This system was trained on chunks; searching chunked collections from system.json is "
                              "not supported yet (the run folder's results still hold its evaluation).")
         self.spec, self.root, self.progress = spec, Path(root), progress
-        self._retrievers: Retrievers | None = None
+        self._first_stage: Ensemble | None = None
         self._dataset = None
         self._model = None
+        self._doc_members: list | None = None
 
     @classmethod
     def load(cls, path: str | Path, progress: bool = False) -> System:
@@ -118,12 +126,25 @@ class System:
             raw = json.loads(file.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ValueError(f"{file}: not valid JSON ({exc.msg}).") from None
-        return cls(SystemSpec.from_dict(raw), file.parent, progress)
+        try:
+            spec = SystemSpec.from_dict(raw)
+        except (TypeError, AttributeError) as exc:
+            raise ValueError(f"{file}: not a saved system ({exc}); rerun `hardneg run` to write it again.") from None
+        return cls(spec, file.parent, progress)
+
+    def _local(self, name: str) -> str:
+        """A member or model name as saved: a path relative to the run folder, or a name / id / absolute path."""
+        local = self.root / name
+        return str(local) if not Path(name).is_absolute() and local.exists() else name
+
+    @property
+    def members(self) -> list[str]:
+        return [self._local(m) for m in self.spec.members]
 
     @property
     def config(self) -> RunConfig:
         s = self.spec.settings
-        return RunConfig(dataset=self.spec.dataset, seed=s["seed"], ensemble=self.spec.members,
+        return RunConfig(dataset=self.spec.dataset, seed=s["seed"], ensemble=self.members,
                          weights=self.spec.weights, fusion=self.spec.fusion, progress=self.progress,
                          embed_max_seq_length=s["embed_max_seq_length"], embed_dtype=s["embed_dtype"],
                          search=s["search"], mining={"kept_variance": s["kept_variance"]}, strategies=[])
@@ -135,16 +156,19 @@ class System:
         return self._dataset
 
     def first_stage(self) -> Ensemble:
-        if self._retrievers is None:
-            self._retrievers = Retrievers(self.dataset, self.config, Path(self.spec.settings["cache_dir"]))
-        return self._retrievers.ensemble(self.spec.members)
+        """The first stage over the collection, built once (its members index lazily, from the cache)."""
+        if self._first_stage is None:
+            retrievers = Retrievers(self.dataset, self.config, Path(self.spec.settings["cache_dir"]))
+            self._first_stage = retrievers.ensemble(self.members)
+        return self._first_stage
 
     @property
     def model(self):
         """The chosen re-ranker (None for a first stage alone)."""
         if self._model is None and self.spec.model is not None:
-            local = self.root / self.spec.model
-            self._model = load_cross_encoder(str(local) if local.exists() else self.spec.model, self.spec.max_length)
+            # seeded as in evaluation: an untrained base model's new scoring head is drawn the same way
+            self._model = load_cross_encoder(self._local(self.spec.model), self.spec.max_length,
+                                             seed=self.spec.settings["seed"])
         return self._model
 
     def _ce_scores(self, query: str, texts: list[str]) -> np.ndarray:
@@ -184,15 +208,18 @@ class System:
         texts = dict(zip(keys, docs))
         if bare or self.spec.mode == "rerank":
             if self.model is None:
-                raise ValueError("This system has no re-ranker: training did not beat its first stage.")
+                raise ValueError(f"This system has no re-ranker: {self.spec.choice.get('reason', 'none was chosen')}")
             scores = self._ce_scores(query, docs)
             order = sorted(range(len(docs)), key=lambda i: (-float(scores[i]), i))
             return [(i, float(scores[i])) for i in order[:top_k]]
-        members = [make_retriever(name, cache_dir=self.spec.settings["cache_dir"], progress=False,
-                                  max_seq_length=self.spec.settings["embed_max_seq_length"])
-                   for name in self.spec.members]
-        ensemble = Ensemble(members, self.spec.fusion, self.spec.weights, self.spec.settings["kept_variance"],
-                            self.spec.settings["seed"])
+        if self._doc_members is None:  # built once: each call only indexes its documents
+            config = self.config
+            self._doc_members = [make_retriever(name, cache_dir=self.spec.settings["cache_dir"], progress=False,
+                                                max_seq_length=config.embed_max_seq_length,
+                                                search=search_options(config), dtype=config.embed_dtype)
+                                 for name in self.members]
+        ensemble = Ensemble(self._doc_members, self.spec.fusion, self.spec.weights,
+                            self.spec.settings["kept_variance"], self.spec.settings["seed"])
         ensemble.index(docs, keys)
         pool = ensemble.candidates([query], len(docs))[0]
         first = {keys[i]: float(s) for i, s in zip(pool.doc_idx, pool.fused)}

@@ -6,7 +6,6 @@ length-grouped batches; a model card (the folder's README.md) recording the data
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -23,6 +22,7 @@ from .crossencoder import DONE_MARKER, load_cross_encoder, training_info
 from .io import atomic_write, folder_files, remove_stale_temps, temp_dir, write_json
 from .losses import distill_targets, loss_spec
 from .mine import MinedPair
+from .modelcard import card_footer, write_card_section
 
 logger = logging.getLogger(__name__)
 
@@ -231,23 +231,14 @@ def model_card_section(info: dict) -> str:
              + (f" (members: {', '.join(card['members'])})" if card.get("members") else "")
              + f", {info['num_negatives']} per pair.",
              ]
-    if card.get("mining"):
-        lines.append(f"- **Mining settings**: `{json.dumps(card['mining'], sort_keys=True)}`")
+    mining, footer = card_footer(card, s, "CrossEncoder")
+    lines += mining
     if info.get("dev"):
         d = info["dev"]
         lines.append(f"- **Dev evaluation**: {d['queries']} dev queries, `{d['metric']}`, best "
                      f"{d['best']:.4f} at {d['best_checkpoint']}; curve {d['curve']}.")
-    lines += ["", "Training settings:", "", "```json", json.dumps(s, indent=2, sort_keys=True), "```",
-              "", f"Load it with `CrossEncoder(\"{'<this folder>'}\")`; `hardneg_training.json` holds the full log.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + footer)
 
 
 def write_model_card(folder: Path, info: dict) -> None:
-    """Put hardneg's section in the README.md sentence-transformers wrote, before its model details (or start one)."""
-    readme = Path(folder) / "README.md"
-    text = readme.read_text(encoding="utf-8") if readme.is_file() else "# Cross-encoder re-ranker\n"
-    section = model_card_section(info)
-    at = text.find("\n## Model Details")
-    text = text[:at] + "\n" + section + text[at:] if at >= 0 else text.rstrip() + "\n" + section
-    with atomic_write(readme) as handle:
-        handle.write(text)
+    write_card_section(folder, model_card_section(info), "Cross-encoder re-ranker")

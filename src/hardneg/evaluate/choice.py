@@ -71,17 +71,17 @@ def candidate_run(first_stage: RunDict, scores: dict[str, dict[str, float]] | No
 
 def choose_system(baseline: str, dev_qrels: Qrels, dev_runs: dict[str, RunDict],
                   dev_scores: dict[str, dict[str, dict[str, dict[str, float]]]], depth: int, metric: str = "ndcg@10",
-                  level: float = 0.90, resamples: int = 1000, seed: int = 42, min_queries: int = 10
-                  ) -> SystemChoice:
+                  level: float = 0.90, resamples: int = 1000, seed: int = 42, min_queries: int = 10,
+                  weights: tuple[float, ...] = ALPHAS[1:]) -> SystemChoice:
     """The system to hand over, from dev queries only. ``dev_runs``: each candidate first stage's dev run (the
     untrained ``baseline`` among them); ``dev_scores``: first stage -> re-ranker -> its scores of that run's top
     ``depth``. Candidates: every other first stage alone, and every re-ranker over every first stage at every
-    interpolation weight."""
+    interpolation weight of ``weights`` (the run's: all of them, its fixed weight, or 1.0 alone)."""
     base = {"metric": metric, "level": level, "baseline": baseline}
     queries = sorted(q for q in dev_qrels if q in dev_runs.get(baseline, {}))
     candidates = [Candidate(fs, None, 0.0) for fs in dev_runs if fs != baseline]
     candidates += [Candidate(fs, reranker, float(w)) for fs in dev_runs for reranker in sorted(dev_scores.get(fs, {}))
-                   for w in ALPHAS[1:]]
+                   for w in weights]
     if not queries or not candidates:
         why = ("no dev queries to choose on (dev_fraction is 0 or the training queries are too few)" if not queries
                else "nothing was trained to choose from")

@@ -15,6 +15,7 @@ from ..config import RunConfig
 from ..data import Dataset, load_beir, resolve_dataset
 from ..io import write_json
 from ..lengths import resolve_max_length
+from ..lock import release
 from ..mine import training_pairs
 from ..retrieve import Retrievers
 from ..rundir import RunFolder
@@ -43,6 +44,14 @@ def prepare(config: RunConfig) -> RunContext:
     """Load the run's data, chunk it if asked, split its training queries, and write config.json and
     data_report.json (``train.max_length: auto`` is resolved here, so chunking and training agree on it)."""
     folder = RunFolder(config.output).claim()  # one owner at a time; never over files hardneg did not write
+    try:
+        return _prepare(config, folder)
+    except BaseException:
+        release(folder.lock)  # a run that fails before it starts leaves the folder to the next one
+        raise
+
+
+def _prepare(config: RunConfig, folder: RunFolder) -> RunContext:
     cache_dir = Path(config.cache_dir) if config.cache_dir else folder.default_cache()
     write_json(folder.config, config.model_dump())
 
@@ -64,7 +73,12 @@ def prepare(config: RunConfig) -> RunContext:
     train_query_ids = sample_queries(sorted(dataset.positives(config.train_split)) if has_train else [],
                                      config.max_train_queries, config.seed)
     train_ids, dev_ids = split_queries(train_query_ids, config.dev_fraction, config.seed)
-    pairs = training_pairs(dataset, config.train_split, train_ids)
+    # Dev queries choose the system a run hands over: one that is also a test query (same id or text) would let
+    # the test split into that choice, so it leaves dev.
+    both = documents.overlap(config.train_split, config.evaluate.split) if has_train else None
+    shared = set(both.same_ids) | {a for a, _ in both.same_texts} if both else set()
+    dev_ids = [q for q in dev_ids if q not in shared]
+    pairs = training_pairs(dataset, config.train_split, train_ids) if has_train else []
     if config.strategies and not pairs:
         raise ValueError(f"No training pairs: all {len(train_query_ids)} training queries went to the dev split "
                          f"(dev_fraction {config.dev_fraction}); lower dev_fraction or add training queries.")
@@ -73,5 +87,6 @@ def prepare(config: RunConfig) -> RunContext:
     built = chunked.retrievers if chunked is not None else None
     retrievers = (built if built is not None and built.dataset.corpus is dataset.corpus
                   else Retrievers(dataset, config, cache_dir))
-    return RunContext(config, folder, Path(dataset_path), documents, dataset, chunked.chunks if chunked is not None else None,
-                      retrievers, train_ids, dev_ids, pairs)
+    chunks = chunked.chunks if chunked is not None else None
+    return RunContext(config, folder, Path(dataset_path), documents, dataset, chunks, retrievers, train_ids, dev_ids,
+                      pairs)

@@ -15,6 +15,7 @@ from ..config import fingerprint, slug
 from ..crossencoder import ScoreStore, load_cross_encoder, score_pairs, training_info
 from ..data import Qrels
 from ..evaluate import (
+    ALPHAS,
     Candidate,
     Row,
     RunDict,
@@ -179,9 +180,15 @@ class Evaluation:
         first stage on test."""
         ev, config = self.ev, self.config
         candidates = [baseline, *self.tuned]
+        if ev.rerank is not None and baseline not in ev.rerank:
+            logger.warning("The re-rankers re-score %s, not the first stage %s every candidate is measured against: "
+                           "the system handed over can only be a first stage", ev.rerank, baseline)
+        # only what the results table shows: the re-ranker alone and the interpolation the run evaluates
+        weights = ((1.0,) if not ev.interpolate else (ev.interpolation_weight, 1.0) if self.fixed_weight
+                   else ALPHAS[1:])
         self.choice = choose_system(baseline, self.dev_qrels, {fs: stages[fs]["dev"] for fs in candidates},
                                     {fs: scores["dev"].get(fs, {}) for fs in candidates}, ev.rerank_depth,
-                                    seed=config.seed, resamples=ev.bootstrap)
+                                    seed=config.seed, resamples=ev.bootstrap, weights=weights)
         logger.info("Chosen system: %s", self.choice.reason)
         c = self.choice
         chosen = Candidate(c.first_stage, c.reranker, c.weight or 0.0)

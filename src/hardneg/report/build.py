@@ -15,7 +15,15 @@ from ..io import atomic_write, read_json, read_jsonl
 from ..rundir import RunFolder, slug
 from . import figures
 from .document import Block, Bold, Cell, Code, Figure, Paragraph, Report, Section, Table
-from .labels import PRIMARY, chosen_system_label, metric_label, rows_of, system_label, system_of
+from .labels import (
+    PRIMARY,
+    chosen_system_label,
+    hands_over_training,
+    metric_label,
+    rows_of,
+    system_label,
+    system_of,
+)
 from .markdown import render_markdown
 from .page import render_html
 
@@ -118,7 +126,7 @@ def system_section(out: RunOutputs) -> Section:
                  f"[{t['low']:+.3f}, {t['high']:+.3f}]", f"{t['p_value']:.3f}"] for m, t in test.items()]
         blocks.append(Table.of(["metric", "first stage", "trained system", "gain", "95% interval", "p"], rows))
         primary = test.get(PRIMARY) or next(iter(test.values()))
-        if choice["reranker"] is not None and primary["high"] < 0:
+        if hands_over_training(choice) and primary["high"] < 0:
             blocks.append(Paragraph.of(Bold("Warning: on test the chosen system is worse than the first stage.")))
     return Section("The trained system", blocks)
 

@@ -43,9 +43,17 @@ def rows_of(rows: list[Row], first_stage: str) -> list[Row]:
 
 def chosen_system_label(choice: dict) -> str:
     """What a run hands over, in words (``choice``: a SystemChoice as results.json stores it)."""
+    first, baseline = choice["first_stage"], choice.get("baseline", choice["first_stage"])
+    if choice["reranker"] is None and first == baseline:
+        return f"the untrained first stage alone ({first})"
     if choice["reranker"] is None:
-        return f"the first stage alone ({choice['first_stage']}): training did not clearly help"
+        return f"the tuned first stage {first} alone"
     if choice["mode"] == "rerank":
-        return f"re-ranker `{choice['reranker']}` alone over the {choice['first_stage']} first stage"
-    return (f"re-ranker `{choice['reranker']}` interpolated with the {choice['first_stage']} first stage "
+        return f"re-ranker `{choice['reranker']}` alone over the {first} first stage"
+    return (f"re-ranker `{choice['reranker']}` interpolated with the {first} first stage "
             f"(re-ranker weight {choice['weight']:.1f})")
+
+
+def hands_over_training(choice: dict) -> bool:
+    """Whether the chosen system is anything but the untrained first stage."""
+    return choice["reranker"] is not None or choice["first_stage"] != choice.get("baseline", choice["first_stage"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from ..evaluate import Row
-from .labels import chosen_system_label, metric_label, rows_of
+from .labels import chosen_system_label, hands_over_training, metric_label, rows_of
 
 
 def row_label(row: Row) -> str:
@@ -40,9 +40,9 @@ def system_markdown(system: dict, metrics: list[str]) -> list[str]:
             lines.append(f"| {metric_label(m)} | {t['first_stage']:.3f} | {t['system']:.3f} | {t['gain']:+.3f} | "
                          f"[{t['low']:+.3f}, {t['high']:+.3f}] | {t['p_value']:.3f} |")
         primary = test.get("ndcg@10") or test[metrics[0]]
-        if choice["reranker"] is not None and primary["high"] < 0:
+        if hands_over_training(choice) and primary["high"] < 0:
             lines += ["", "**Warning: on test the chosen system is worse than the first stage it started from.**"]
-        elif choice["reranker"] is not None and primary["low"] <= 0:
+        elif hands_over_training(choice) and primary["low"] <= 0:
             lines += ["", "On test the gain is not clear: its interval includes no gain."]
         lines.append("")
     return lines
