@@ -121,3 +121,15 @@ def test_learning_needs_a_fusion_of_the_members_own_scores(collection):
     members = ensemble(collection, []).members
     with pytest.raises(ValueError, match="concat-pca"):
         learn_fusion(collection, TRAIN, collection.qrels["train"], Ensemble(members, fusion="concat-pca"))
+
+
+def test_a_grid_no_better_held_out_than_the_fixed_weights_keeps_them(collection):
+    """Three copies of one member: every weighting ranks alike, so the grid's pick (ties go to fewer members) is no
+    better on held-out folds than the fixed weights, and those stay."""
+    members = [Scripted("same", set(TRAIN[::2]), []) for _ in range(3)]
+    copies = Ensemble(members, fusion="zscore", weights=[1.0, 1.0, 1.0])
+    copies.index(collection.corpus.full_texts(), collection.corpus.ids)
+    learned = learn_fusion(collection, TRAIN, collection.qrels["train"], copies, depth=10, seed=1,
+                           fusions=("zscore",))
+    assert not learned.learned and learned.weights == (1.0, 1.0, 1.0) and learned.fusion == "zscore"
+    assert learned.held_out <= learned.fallback_score and "held-out" in learned.reason

@@ -181,7 +181,13 @@ def learn_fusion(dataset: Dataset, query_ids: list[str], qrels: Qrels, ensemble:
               f"queries: {metric} {best.score:.4f} (fixed weights {fallback_score:.4f}, best single member "
               f"{members[single.weights.index(1.0)]} {single.score:.4f})"
               + (f"; weight 0 for {', '.join(dropped)} (it did not help)" if dropped else ""))
-    return LearnedFusion(members, best.weights, best.fusion, True, reason, metric, len(labelled), folds,
-                         score=best.score, fallback_score=fallback_score,
-                         best_single=(members[single.weights.index(1.0)], single.score),
-                         held_out=float(np.mean(held_out)), candidates=tuple(candidates))
+    evidence = dict(score=best.score, fallback_score=fallback_score,
+                    best_single=(members[single.weights.index(1.0)], single.score),
+                    held_out=float(np.mean(held_out)), candidates=tuple(candidates))
+    # The held-out score rates the procedure (pick on the other folds, score on this one); the fixed weights need
+    # no picking, so their score is already honest. A grid that wins only on the folds it was picked on overfits.
+    if evidence["held_out"] <= fallback_score and (best.fusion, best.weights) != fallback_point:
+        return fixed(f"{reason}; but chosen on the other folds the grid scores {evidence['held_out']:.4f} on the "
+                     f"held-out one, not above the fixed weights' {fallback_score:.4f}: the fixed weights "
+                     f"{list(fallback[1])} and {fallback[0]} fusion are kept", **evidence)
+    return LearnedFusion(members, best.weights, best.fusion, True, reason, metric, len(labelled), folds, **evidence)
