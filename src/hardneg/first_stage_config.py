@@ -31,11 +31,14 @@ class EmbedderConfig(BaseModel):
         "ensemble (not bm25, wordllama, hash or e5-small)")
     strategy: str = Field("ensemble", description="the strategy whose mined negatives train the embedders")
     loss: EmbedderLoss = Field(
-        "mnrl", description="mnrl (MultipleNegativesRankingLoss: softmax over the positive, the hard negatives and "
-        "the batch's other documents), cached_mnrl (the same in mini-batches: large batches in bounded memory), "
-        "gist (GISTEmbedLoss: a guide model drops in-batch negatives it scores above the positive) or cached_gist")
+        "cached_mnrl", description="cached_mnrl (the default: MultipleNegativesRankingLoss computed in mini-batches, "
+        "the same loss in bounded memory; plain mnrl holds every layer's activations for the whole batch: "
+        "docs/RESULTS.md, First-stage tuning), mnrl (softmax over the positive, the hard negatives and the "
+        "batch's other documents), gist (GISTEmbedLoss: a guide model drops in-batch negatives it scores above the "
+        "positive) or cached_gist")
     scale: float = Field(20.0, gt=0, description="mnrl, cached_mnrl: similarity scale (inverse temperature)")
-    mini_batch_size: int = Field(32, ge=1, description="cached_mnrl, cached_gist: rows embedded at a time")
+    mini_batch_size: int = Field(16, ge=1, description="cached_mnrl, cached_gist: rows embedded at a time (memory "
+                                 "grows with it, the loss does not change)")
     guide_model: str | None = Field(None, description="gist: the guide model (name, folder or hub id); null: the "
                                     "base model itself, frozen")
     num_negatives: int | None = Field(
