@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import time
 from collections import Counter
@@ -33,6 +32,7 @@ from .first_stage_config import EmbedderConfig
 from .io import temp_dir, write_json
 from .mine import MinedPair
 from .modelcard import card_footer, write_card_section
+from .schedule import trainer_arguments
 from .train import available_cores, cap_pairs, claim_output
 
 logger = logging.getLogger(__name__)
@@ -234,25 +234,13 @@ def _train(pairs: list[MinedPair], base_model: str, output_dir: Path, config: Em
         column_prompts["anchor"] = prompts["query"]
     loss = build_loss(model, config, base_model)
 
-    steps_per_epoch = math.ceil(len(dataset) / config.batch_size)
-    total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))
     use_dev = config.dev_eval and dev is not None and bool(dev.queries)
-    every = max(1, math.ceil(total_steps / config.dev_evals))
     evaluator = dev_evaluator(dev, prompts, progress=progress) if use_dev else None
     base_dev = _base_score(evaluator, model, checkpoints / ".base_dev.json") if use_dev else None
-    extra = {}
-    if use_dev:
-        extra = {"eval_strategy": "steps", "eval_steps": every, "load_best_model_at_end": True,
-                 "metric_for_best_model": DEV_METRIC, "greater_is_better": True}
-    if config.no_duplicates:
-        extra["batch_sampler"] = "no_duplicates"
+    extra = {"batch_sampler": "no_duplicates"} if config.no_duplicates else {}
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(checkpoints), num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate, warmup_steps=int(config.warmup_ratio * total_steps), seed=seed,
-        data_seed=seed, save_strategy="steps", save_steps=every if use_dev else max(10, total_steps // 4),
-        save_total_limit=1, logging_steps=max(1, total_steps // 20), report_to="none", disable_tqdm=not progress,
-        dataloader_drop_last=False, use_cpu=not torch.cuda.is_available(), prompts=column_prompts or None,
-        **extra)
+        **trainer_arguments(checkpoints, len(dataset), config.batch_size, config, seed, progress,
+                            DEV_METRIC if use_dev else None), prompts=column_prompts or None, **extra)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
                                          evaluator=evaluator)
     resume = last_complete_checkpoint(checkpoints)

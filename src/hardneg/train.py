@@ -7,7 +7,6 @@ length-grouped batches; a model card (the folder's README.md) recording the data
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import time
@@ -23,6 +22,7 @@ from .io import atomic_write, folder_files, remove_stale_temps, temp_dir, write_
 from .losses import distill_targets, loss_spec
 from .mine import MinedPair
 from .modelcard import card_footer, write_card_section
+from .schedule import trainer_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -150,24 +150,14 @@ def _train(pairs: list[MinedPair], output_dir: Path, config: TrainConfig, num_ne
     # A step sees batch_size queries with their positive and negatives, whatever the layout: where a row is a
     # single (query, passage) pair, a batch holds (1 + n) times as many rows.
     batch = config.batch_size * spec.layout.rows_per_query(num_negatives)
-    steps_per_epoch = math.ceil(len(dataset) / batch)
-    total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))
     use_dev = config.dev_eval and bool(dev)
-    every = max(1, math.ceil(total_steps / config.dev_evals))
     extra = {}
-    if use_dev:
-        extra = {"eval_strategy": "steps", "eval_steps": every, "load_best_model_at_end": True,
-                 "metric_for_best_model": DEV_METRIC, "greater_is_better": True}
     if config.group_by_length:
         from .sampler import LengthGroupedBatchSampler  # lazy: it loads sentence-transformers
 
         extra["batch_sampler"] = LengthGroupedBatchSampler
-    args = CrossEncoderTrainingArguments(
-        output_dir=str(checkpoints), num_train_epochs=config.epochs, per_device_train_batch_size=batch,
-        learning_rate=config.learning_rate, warmup_steps=int(config.warmup_ratio * total_steps), seed=seed,
-        data_seed=seed, save_strategy="steps", save_steps=every if use_dev else max(10, total_steps // 4),
-        save_total_limit=1, logging_steps=max(1, total_steps // 20), report_to="none", disable_tqdm=not progress,
-        dataloader_drop_last=False, use_cpu=not torch.cuda.is_available(), **extra)
+    args = CrossEncoderTrainingArguments(**trainer_arguments(checkpoints, len(dataset), batch, config, seed, progress,
+                                                             DEV_METRIC if use_dev else None), **extra)
     evaluator = dev_evaluator(dev) if use_dev else None
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator)
     resume = last_complete_checkpoint(checkpoints)

@@ -75,7 +75,8 @@ def _prepare(config: RunConfig, folder: RunFolder) -> RunContext:
     train_ids, dev_ids = split_queries(train_query_ids, config.dev_fraction, config.seed)
     # Dev queries choose the system a run hands over: one that is also a test query (same id or text) would let
     # the test split into that choice, so it leaves dev.
-    both = documents.overlap(config.train_split, config.evaluate.split) if has_train else None
+    both = (overlap if config.strategies else documents.overlap(config.train_split, config.evaluate.split)
+            if has_train else None)
     shared = set(both.same_ids) | {a for a, _ in both.same_texts} if both else set()
     dev_ids = [q for q in dev_ids if q not in shared]
     pairs = training_pairs(dataset, config.train_split, train_ids) if has_train else []

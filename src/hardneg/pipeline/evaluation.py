@@ -128,18 +128,18 @@ class Evaluation:
             score_pairs(model, self.ctx.dataset, needed, stores[split], self.ev.batch_size, config.progress)
         return stores
 
-    def rerank_rows(self, system: str, name: str, runs: dict[str, RunDict], stores: dict[str, ScoreStore],
+    def rerank_rows(self, system: str, name: str, runs: dict[str, RunDict], scores: dict[str, dict],
                     systems: dict[str, RunDict]) -> list[Row]:
-        """The re-ranked row and, when interpolating, the interpolated row of one re-ranker over one first stage."""
+        """The re-ranked row and, when interpolating, the interpolated row of one re-ranker over one first stage
+        (``scores``: split -> the re-ranker's document scores over that split's run)."""
         ev, folder = self.ev, self.ctx.folder
-        test_scores = self.doc_scores(stores["test"], runs["test"])
+        test_scores = scores["test"]
         reranked = rerank_run(runs["test"], test_scores, ev.rerank_depth)
         write_trec(folder.trec(name, ev.split, system), reranked, slug(system))
         rows = [Row(name, system, "rerank", **self.measure(reranked))]
         systems[system] = reranked
         if self.tune:
-            alpha, curve = tune_alpha(self.dev_qrels, runs["dev"], self.doc_scores(stores["dev"], runs["dev"]),
-                                      ev.rerank_depth)
+            alpha, curve = tune_alpha(self.dev_qrels, runs["dev"], scores["dev"], ev.rerank_depth)
             logger.info("Interpolation weight for %s on %s: %.1f (dev nDCG@10 by weight: %s)", system, name,
                         alpha, ", ".join(f"{a:.1f}: {v:.3f}" for a, v in curve.items()))
         elif self.fixed_weight:
@@ -166,9 +166,11 @@ class Evaluation:
         for system, model_path in rerankers.items():
             stores = self.score(system, model_path, reranked)
             for name, runs in reranked.items():
-                rows += self.rerank_rows(system, name, runs, stores, systems[name])
-                for split in SPLITS if self.dev else ("test",):
-                    scores[split].setdefault(name, {})[system] = self.doc_scores(stores[split], runs[split])
+                found = {split: self.doc_scores(stores[split], runs[split]) for split in SPLITS if self.dev
+                         or split == "test"}
+                rows += self.rerank_rows(system, name, runs, found, systems[name])
+                for split, by_doc in found.items():
+                    scores[split].setdefault(name, {})[system] = by_doc
             logger.info("Evaluated re-ranker %s", system)
         self.write_analysis(systems)
         if self.ev.first_stages:

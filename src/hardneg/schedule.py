@@ -1,0 +1,27 @@
+"""The training schedule both trainers share (re-ranker and embedder): steps from rows and batch size, warmup,
+checkpoints and dev evaluations spread over the run, the best checkpoint kept by a dev metric."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+
+def trainer_arguments(output_dir: Path, rows: int, batch: int, config, seed: int, progress: bool,
+                      dev_metric: str | None) -> dict:
+    """Keyword arguments for a sentence-transformers ``*TrainingArguments`` (``config``: a TrainConfig or
+    EmbedderConfig, for epochs, learning rate, warmup and the number of dev evaluations). ``dev_metric``: the
+    metric that picks the best checkpoint, None without dev evaluation."""
+    import torch
+
+    total_steps = max(1, math.ceil(math.ceil(rows / batch) * config.epochs))
+    every = max(1, math.ceil(total_steps / config.dev_evals))
+    dev = {} if dev_metric is None else {"eval_strategy": "steps", "eval_steps": every,
+                                          "load_best_model_at_end": True, "metric_for_best_model": dev_metric,
+                                          "greater_is_better": True}
+    return dict(output_dir=str(output_dir), num_train_epochs=config.epochs, per_device_train_batch_size=batch,
+                learning_rate=config.learning_rate, warmup_steps=int(config.warmup_ratio * total_steps), seed=seed,
+                data_seed=seed, save_strategy="steps",
+                save_steps=every if dev_metric is not None else max(10, total_steps // 4), save_total_limit=1,
+                logging_steps=max(1, total_steps // 20), report_to="none", disable_tqdm=not progress,
+                dataloader_drop_last=False, use_cpu=not torch.cuda.is_available(), **dev)
