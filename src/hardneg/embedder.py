@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from typing import NamedTuple
 import numpy as np
 
 from . import lock
-from .checkpoints import last_complete_checkpoint
 from .crossencoder import DONE_MARKER, training_info
 from .data import Dataset
 from .embed import resolve_st_model
@@ -32,7 +30,7 @@ from .first_stage_config import EmbedderConfig
 from .io import temp_dir, write_json
 from .mine import MinedPair
 from .modelcard import card_footer, write_card_section
-from .schedule import trainer_arguments
+from .schedule import train_resuming, trainer_arguments
 from .train import available_cores, cap_pairs, claim_output
 
 logger = logging.getLogger(__name__)
@@ -243,12 +241,7 @@ def _train(pairs: list[MinedPair], base_model: str, output_dir: Path, config: Em
                             DEV_METRIC if use_dev else None), prompts=column_prompts or None, **extra)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
                                          evaluator=evaluator)
-    resume = last_complete_checkpoint(checkpoints)
-    if resume:
-        logger.info("Resuming embedder training from %s", resume)
-    started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    seconds = time.perf_counter() - started
+    seconds = train_resuming(trainer, checkpoints, logger, "embedder ")
 
     # The prompts it was trained with go with the model: encode_query / encode_document apply them.
     model.prompts = {**(model.prompts or {}), **{k: v for k, v in prompts.items() if v}}

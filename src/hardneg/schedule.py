@@ -3,8 +3,13 @@ checkpoints and dev evaluations spread over the run, the best checkpoint kept by
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from pathlib import Path
+
+from .checkpoints import last_complete_checkpoint
+
 
 
 def trainer_arguments(output_dir: Path, rows: int, batch: int, config, seed: int, progress: bool,
@@ -25,3 +30,14 @@ def trainer_arguments(output_dir: Path, rows: int, batch: int, config, seed: int
                 save_steps=every if dev_metric is not None else max(10, total_steps // 4), save_total_limit=1,
                 logging_steps=max(1, total_steps // 20), report_to="none", disable_tqdm=not progress,
                 dataloader_drop_last=False, use_cpu=not torch.cuda.is_available(), **dev)
+
+
+def train_resuming(trainer, checkpoints: Path, log: logging.Logger, what: str = "") -> float:
+    """Run ``trainer`` from the last complete checkpoint in ``checkpoints`` (if any), saying so on the caller's
+    ``log``; returns the seconds it took."""
+    resume = last_complete_checkpoint(checkpoints)
+    if resume:
+        log.info("Resuming %straining from %s", what, resume)
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    return time.perf_counter() - started

@@ -9,20 +9,19 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 
 from . import lock
-from .checkpoints import is_checkpoint_folder, last_complete_checkpoint
+from .checkpoints import is_checkpoint_folder
 from .config import TrainConfig
 from .crossencoder import DONE_MARKER, load_cross_encoder, training_info
 from .io import atomic_write, folder_files, remove_stale_temps, temp_dir, write_json
 from .losses import distill_targets, loss_spec
 from .mine import MinedPair
 from .modelcard import card_footer, write_card_section
-from .schedule import trainer_arguments
+from .schedule import train_resuming, trainer_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -160,12 +159,7 @@ def _train(pairs: list[MinedPair], output_dir: Path, config: TrainConfig, num_ne
                                                              DEV_METRIC if use_dev else None), **extra)
     evaluator = dev_evaluator(dev) if use_dev else None
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator)
-    resume = last_complete_checkpoint(checkpoints)
-    if resume:
-        logger.info("Resuming training from %s", resume)
-    started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    seconds = time.perf_counter() - started
+    seconds = train_resuming(trainer, checkpoints, logger)
 
     # Save next to the target, then rename: a folder named "model" is always complete.
     staging = temp_dir(output_dir, "model")
