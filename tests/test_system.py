@@ -48,6 +48,29 @@ def test_a_useless_reranker_shrinks_to_the_first_stage():
     assert "not a clear gain" in choice.reason and choice.best_candidate["reranker"] == "noise"
 
 
+def test_the_gate_reads_held_out_gains_so_the_luckiest_of_many_useless_rerankers_is_not_handed_over():
+    rng = np.random.default_rng(2)
+    # a first stage that ranks the positive anywhere in its top 10: a random re-ranking is no better on average
+    first = {f"q{i:03d}": {f"q{i:03d}-d{j}": float(10 - j) for j in range(10)} for i in range(30)}
+    qrels = {q: {f"{q}-d{int(rng.integers(0, 10))}": 1} for q in first}
+    noisy = {f"noise{i:02d}": {q: {d: float(rng.normal()) for d in docs} for q, docs in first.items()}
+             for i in range(100)}
+    choice = choose_system("ensemble", qrels, {"ensemble": first}, {"ensemble": noisy}, depth=10, weights=(1.0,))
+    # picked on the dev queries themselves, the luckiest candidate looks clearly better than the first stage ...
+    assert choice.dev_gain > 0 and choice.dev_interval[0] > 0
+    # ... but picked on other folds and measured on held-out ones, the selection does not help
+    assert choice.reranker is None and choice.cv_gain < choice.dev_gain and choice.folds == 5
+    assert "cross-validated" in choice.reason
+
+
+def test_a_clear_winner_is_picked_by_every_fold():
+    qrels, first = _dev(40)
+    oracle = {q: {d: (5.0 if d in qrels[q] else 0.0) for d in docs} for q, docs in first.items()}
+    choice = choose_system("ensemble", qrels, {"ensemble": first}, {"ensemble": {"good": oracle}}, depth=10)
+    assert choice.fold_agreement == 1.0 and choice.cv_gain == pytest.approx(choice.dev_gain)
+    assert choice.as_dict()["cv_interval"][0] > 0
+
+
 def test_few_dev_queries_are_not_enough_evidence_and_none_at_all_says_so():
     qrels, first = _dev(2)
     oracle = {q: {d: (5.0 if d in qrels[q] else 0.0) for d in docs} for q, docs in first.items()}

@@ -184,6 +184,10 @@ class RunFolder:
         tag = slug(reranker) + (INTERPOLATED if interpolated else "")
         return self.path / "runs" / f"{slug(first_stage)}.{tag}.{split}.trec"
 
+    def system_trec(self, split: str) -> Path:
+        """The TREC run file of the system the run hands over (whatever it was chosen to be)."""
+        return self.path / "runs" / f"system.{split}.trec"
+
     def trec_for(self, row, split: str) -> Path:
         """The TREC run file of a results row (anything with ``first_stage``, ``reranker`` and ``mode``)."""
         if row.mode == "first stage":

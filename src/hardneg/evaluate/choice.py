@@ -1,12 +1,15 @@
 """Which system a run hands over: the first stage alone, a re-ranker alone, or a re-ranker interpolated with the
 first stage, chosen on dev queries only (never test), and kept only when the dev evidence clearly says it helps.
 
-Every re-ranker at every interpolation weight is a candidate; the best by mean dev ``metric`` wins, then has to
-show its gain over the first stage on at least ``min_queries`` dev queries: the lower end of a paired bootstrap
-interval of that gain must be above zero and a paired randomisation test must reject "no difference" at
-``1 - level``. When it does not (too few dev queries, a small or noisy gain, a useless re-ranker), the choice
-shrinks to the first stage alone and says why. Picking the best of many candidates favours lucky ones, which the
-interval gate does not fully undo; the test figures written beside the choice are what to trust.
+Every re-ranker at every interpolation weight is a candidate; the best by mean dev ``metric`` wins. Picking the
+best of many candidates on the same queries that then measure its gain favours lucky candidates (more so the
+fewer the queries), so the gain that decides is cross-validated: the dev queries are split into seeded folds, the
+best candidate is picked on all folds but one, and its gain is measured on the held-out fold. Those held-out
+gains, one per dev query, must show the selection helps on at least ``min_queries`` dev queries: the lower end of
+their paired bootstrap interval above zero and a paired randomisation test rejecting "no difference" at
+``1 - level``. When they do not (too few dev queries, a small, noisy or unstable gain, a useless re-ranker), the
+choice shrinks to the first stage alone and says why. The test figures written beside the choice are what to
+trust.
 """
 
 from __future__ import annotations
@@ -50,14 +53,20 @@ class SystemChoice:
     dev_first_stage: float | None
     dev_best: float | None     # the best candidate's dev metric, chosen or not
     best_candidate: dict | None
-    dev_gain: float | None
+    dev_gain: float | None     # the chosen candidate's gain on all dev queries (optimistic: it was picked on them)
     dev_interval: tuple[float, float] | None
     level: float
     reason: str
+    cv_gain: float | None = None       # the held-out gain of picking the best candidate (what the gate reads)
+    cv_interval: tuple[float, float] | None = None
+    cv_p_value: float | None = None
+    folds: int | None = None
+    fold_agreement: float | None = None  # share of folds whose pick is the candidate chosen on all dev queries
 
     def as_dict(self) -> dict:
         out = asdict(self)
-        out["dev_interval"] = list(self.dev_interval) if self.dev_interval else None
+        for key in ("dev_interval", "cv_interval"):
+            out[key] = list(out[key]) if out[key] else None
         return out
 
 
@@ -69,14 +78,41 @@ def candidate_run(first_stage: RunDict, scores: dict[str, dict[str, float]] | No
     return rerank_run(first_stage, scores, depth, candidate.weight)
 
 
+def _best(values: np.ndarray, columns: np.ndarray) -> int:
+    """The candidate (row of ``values``) with the best mean over ``columns``; ties keep the earlier candidate:
+    first stages before re-rankers, smaller weights first."""
+    means = values[:, columns].mean(axis=1)
+    return int(np.flatnonzero(means >= means.max() - 1e-12)[0])
+
+
+def held_out_gains(values: np.ndarray, first: np.ndarray, folds: int, seed: int) -> tuple[np.ndarray, list[int]]:
+    """Per dev query, the gain over ``first`` of the candidate picked on the other folds' queries (``values``:
+    candidates x queries), and each fold's pick."""
+    n = values.shape[1]
+    k = min(folds, n)
+    if k < 2:  # one query: nothing to hold out (the gate's min_queries rejects it anyway)
+        pick = _best(values, np.arange(n))
+        return values[pick] - first, [pick]
+    fold_of = np.empty(n, dtype=int)
+    fold_of[np.random.default_rng(seed).permutation(n)] = np.arange(n) % k
+    gains, picks = np.empty(n), []
+    for fold in range(k):
+        held = fold_of == fold
+        pick = _best(values, np.flatnonzero(~held))
+        picks.append(pick)
+        gains[held] = values[pick, held] - first[held]
+    return gains, picks
+
+
 def choose_system(baseline: str, dev_qrels: Qrels, dev_runs: dict[str, RunDict],
                   dev_scores: dict[str, dict[str, dict[str, dict[str, float]]]], depth: int, metric: str = "ndcg@10",
                   level: float = 0.90, resamples: int = 1000, seed: int = 42, min_queries: int = 10,
-                  weights: tuple[float, ...] = ALPHAS[1:]) -> SystemChoice:
+                  weights: tuple[float, ...] = ALPHAS[1:], folds: int = 5) -> SystemChoice:
     """The system to hand over, from dev queries only. ``dev_runs``: each candidate first stage's dev run (the
     untrained ``baseline`` among them); ``dev_scores``: first stage -> re-ranker -> its scores of that run's top
     ``depth``. Candidates: every other first stage alone, and every re-ranker over every first stage at every
-    interpolation weight of ``weights`` (the run's: all of them, its fixed weight, or 1.0 alone)."""
+    interpolation weight of ``weights`` (the run's: all of them, its fixed weight, or 1.0 alone). The gate reads
+    the ``folds``-fold cross-validated gain of the selection, not the winner's own dev gain."""
     base = {"metric": metric, "level": level, "baseline": baseline}
     queries = sorted(q for q in dev_qrels if q in dev_runs.get(baseline, {}))
     candidates = [Candidate(fs, None, 0.0) for fs in dev_runs if fs != baseline]
@@ -96,26 +132,27 @@ def choose_system(baseline: str, dev_qrels: Qrels, dev_runs: dict[str, RunDict],
         return np.array([found[q] for q in queries])
 
     first = values(runs[baseline])
-    best: tuple[float, Candidate, np.ndarray] | None = None
-    for candidate in candidates:
-        scores = dev_scores.get(candidate.first_stage, {}).get(candidate.reranker) if candidate.reranker else None
-        found = values(candidate_run(runs[candidate.first_stage], scores, depth, candidate))
-        # ties keep the earlier candidate: first stages before re-rankers, smaller weights first
-        if best is None or found.mean() > best[0] + 1e-12:
-            best = (float(found.mean()), candidate, found)
-    mean, candidate, found = best
+    table = np.vstack([values(candidate_run(runs[c.first_stage], dev_scores.get(c.first_stage, {}).get(c.reranker)
+                                            if c.reranker else None, depth, c)) for c in candidates])
+    chosen = _best(table, np.arange(len(queries)))
+    candidate, found = candidates[chosen], table[chosen]
     gain = found - first
     low, high = bootstrap_ci(gain, resamples, seed, level)
-    p_value = paired_test(first, found, seed=seed)
-    evidence = dict(dev_queries=len(queries), dev_first_stage=float(first.mean()), dev_best=mean,
+    held_out, picks = held_out_gains(table, first, folds, seed)
+    cv_low, cv_high = bootstrap_ci(held_out, resamples, seed, level)
+    p_value = paired_test(first, first + held_out, seed=seed)
+    evidence = dict(dev_queries=len(queries), dev_first_stage=float(first.mean()), dev_best=float(found.mean()),
                     best_candidate={"first_stage": candidate.first_stage, "reranker": candidate.reranker,
                                     "weight": candidate.weight, "mode": candidate.mode},
-                    dev_gain=float(gain.mean()), dev_interval=(low, high))
-    interval = (f"{gain.mean():+.3f} {metric} over the untrained {baseline} on {len(queries)} dev queries, "
-                f"{level:.0%} interval [{low:+.3f}, {high:+.3f}], p {p_value:.3f}")
+                    dev_gain=float(gain.mean()), dev_interval=(low, high), cv_gain=float(held_out.mean()),
+                    cv_interval=(cv_low, cv_high), cv_p_value=p_value, folds=len(picks),
+                    fold_agreement=float(np.mean([p == chosen for p in picks])))
+    interval = (f"{held_out.mean():+.3f} {metric} over the untrained {baseline} cross-validated on {len(queries)} "
+                f"dev queries ({len(picks)} folds), {level:.0%} interval [{cv_low:+.3f}, {cv_high:+.3f}], "
+                f"p {p_value:.3f}; {gain.mean():+.3f} on all dev queries, where it was picked")
     label = candidate.first_stage + (f" + {candidate.reranker} (weight {candidate.weight:.1f})"
                                      if candidate.reranker else "")
-    if len(queries) >= min_queries and low > 0 and p_value < 1 - level:
+    if len(queries) >= min_queries and cv_low > 0 and p_value < 1 - level:
         return SystemChoice(**base, first_stage=candidate.first_stage, reranker=candidate.reranker,
                             mode=candidate.mode, weight=candidate.weight if candidate.reranker else None,
                             **evidence, reason=f"{label} gains {interval}")

@@ -196,6 +196,7 @@ class Evaluation:
         chosen = Candidate(c.first_stage, c.reranker, c.weight or 0.0)
         test_scores = scores["test"].get(c.first_stage, {}).get(c.reranker) if c.reranker else None
         run = candidate_run(stages[c.first_stage]["test"], test_scores, ev.rerank_depth, chosen)
+        write_trec(self.ctx.folder.system_trec(ev.split), run, "system")
         self.system_test = test_comparison(self.test_qrels, stages[baseline]["test"], run, ev.metrics, ev.bootstrap,
                                            config.seed)
 
