@@ -9,6 +9,7 @@ not re-embed the corpus unless the cache was deleted.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -114,6 +115,9 @@ class System:
         self._dataset = None
         self._model = None
         self._doc_members: list | None = None
+        # The first stage is shared between calls and indexes each rerank call's documents: one caller at a time
+        # uses it, while re-ranker scoring (the slow part) runs outside the lock, so threads can share a System.
+        self._first_stage_lock = threading.Lock()
 
     @classmethod
     def load(cls, path: str | Path, progress: bool = False) -> System:
@@ -187,8 +191,9 @@ class System:
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
         """The top ``k`` documents of the collection for ``query``, best first."""
-        corpus = self.dataset.corpus
-        pool = self.first_stage().candidates([query], self.spec.depth)[0]
+        with self._first_stage_lock:
+            corpus = self.dataset.corpus
+            pool = self.first_stage().candidates([query], self.spec.depth)[0]
         first = {corpus.ids[i]: float(s) for i, s in zip(pool.doc_idx[:self.spec.depth], pool.fused[:self.spec.depth])}
         texts = {d: corpus.full_text(corpus.index[d]) for d in ranked(first)[:self.spec.rerank_depth]}
         final, ce = self._combine(first, query, texts, self.spec.rerank_depth)
@@ -212,16 +217,17 @@ class System:
             scores = self._ce_scores(query, docs)
             order = sorted(range(len(docs)), key=lambda i: (-float(scores[i]), i))
             return [(i, float(scores[i])) for i in order[:top_k]]
-        if self._doc_members is None:  # built once: each call only indexes its documents
-            config = self.config
-            self._doc_members = [make_retriever(name, cache_dir=self.spec.settings["cache_dir"], progress=False,
-                                                max_seq_length=config.embed_max_seq_length,
-                                                search=search_options(config), dtype=config.embed_dtype)
-                                 for name in self.members]
-        ensemble = Ensemble(self._doc_members, self.spec.fusion, self.spec.weights,
-                            self.spec.settings["kept_variance"], self.spec.settings["seed"])
-        ensemble.index(docs, keys)
-        pool = ensemble.candidates([query], len(docs))[0]
+        with self._first_stage_lock:
+            if self._doc_members is None:  # built once: each call only indexes its documents
+                config = self.config
+                self._doc_members = [make_retriever(name, cache_dir=self.spec.settings["cache_dir"], progress=False,
+                                                    max_seq_length=config.embed_max_seq_length,
+                                                    search=search_options(config), dtype=config.embed_dtype)
+                                     for name in self.members]
+            ensemble = Ensemble(self._doc_members, self.spec.fusion, self.spec.weights,
+                                self.spec.settings["kept_variance"], self.spec.settings["seed"])
+            ensemble.index(docs, keys)
+            pool = ensemble.candidates([query], len(docs))[0]
         first = {keys[i]: float(s) for i, s in zip(pool.doc_idx, pool.fused)}
         final, _ = self._combine(first, query, texts, len(docs))
         return [(int(d), float(final[d])) for d in ranked(final)[:top_k]]

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from . import data, stages, use  # noqa: F401  (each module registers its commands on the app)
+from . import data, serve, stages, use  # noqa: F401  (each module registers its commands on the app)
 from .common import DEBUG, app
 
 __all__ = ["app", "main"]
