@@ -7,7 +7,7 @@ TORCH := torch==2.13.0
 HARDNEG_DATA ?= ../shared/data
 export HARDNEG_DATA
 
-.PHONY: venv demo paper test test-slow docs bench bench-ensemble bench-chunking bench-speed example-ingest clean
+.PHONY: venv demo paper test test-slow docs bench bench-gpu bench-ensemble bench-chunking bench-speed example-ingest clean
 
 venv: $(STAMP)
 
@@ -43,6 +43,11 @@ bench: venv
 
 bench-ensemble: venv
 	$(BIN)/python benchmarks/first_stage.py --dataset scifact --output benchmarks/first_stage/first_stage_scifact.json
+
+# On a GPU machine (CPU works too): embed, mine, train a re-ranker and an embedder, evaluate; records times and
+# memory under benchmarks/gpu/ (docs/SCALE.md). `python -P benchmarks/bench_gpu.py --dry-run` is the 2-minute check.
+bench-gpu: venv
+	$(BIN)/python -P benchmarks/bench_gpu.py
 
 # Chunking strategies x aggregations for a trained SciFact re-ranker (needs `make bench` first for the model and run).
 bench-chunking: venv

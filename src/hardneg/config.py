@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from .compute_config import ComputeConfig
 from .first_stage_config import EmbedderConfig, FusionWeightsConfig
 from .rundir import slug
 
@@ -267,8 +268,8 @@ class RunConfig(_Strict):
                                  "$HARDNEG_DATA, else ./data")
     output: str = Field("runs/run", description="run folder: every stage's output, reused when its settings "
                         "are unchanged")
-    cache_dir: str | None = Field(None, description="embedding cache folder; default .cache/embeddings beside the run "
-                                     "folder, shared by sibling runs")
+    cache_dir: str | None = Field(None, description="embedding cache folder; default .cache/embeddings beside the "
+                                  "run folder, shared by sibling runs")
     seed: int = Field(42, description="seeds the dev split, query sampling, mining's random draws and training")
     train_split: str = Field("train", description="qrels split whose (query, positive) pairs are mined and "
                              "trained on")
@@ -300,6 +301,7 @@ class RunConfig(_Strict):
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig, description="fine-tuning the dense members")
     fusion_weights: FusionWeightsConfig = Field(default_factory=FusionWeightsConfig,
                                                 description="ensemble weights and fusion learned per collection")
+    compute: ComputeConfig = Field(default_factory=ComputeConfig, description="device, precision and engine")
     progress: bool = Field(True, description="show progress bars")
 
     @model_serializer(mode="wrap")
@@ -307,7 +309,7 @@ class RunConfig(_Strict):
         # Sections added after the first release are left out at their default, so a config that does not use
         # them dumps (and fingerprints) as before and its finished stages are reused.
         dump = handler(self)
-        for name in ("embedder", "fusion_weights"):
+        for name in ("embedder", "fusion_weights", "compute"):
             if name in dump and getattr(self, name) == type(getattr(self, name))():
                 del dump[name]
         return dump

@@ -26,14 +26,18 @@ logger = logging.getLogger(__name__)
 DONE_MARKER = "hardneg_training.json"
 
 
-def load_cross_encoder(name_or_path: str, max_length: int | None = None, seed: int | None = None):
-    """A ``CrossEncoder`` with one output, from a registered name, a folder or a hub id.
+def load_cross_encoder(name_or_path: str, max_length: int | None = None, seed: int | None = None,
+                       device: str | None = None):
+    """A ``CrossEncoder`` with one output, from a registered name, a folder or a hub id, on ``device`` (default:
+    this process's compute settings, :mod:`hardneg.device`).
 
     ``seed``: a base model's scoring head is new and randomly initialised; seeded here, it does not depend on
     whatever drew from torch's generator earlier in the process (a cold embedding cache loads models, a warm one
     does not). A trained folder's head is loaded, so the seed changes nothing there.
     """
     from sentence_transformers import CrossEncoder
+
+    from .device import current, resolve_device
 
     if seed is not None:
         from transformers import set_seed
@@ -42,7 +46,8 @@ def load_cross_encoder(name_or_path: str, max_length: int | None = None, seed: i
     path = resolve_st_model(name_or_path)
     path, offline = locate_model(path, "Cross-encoder")
     try:
-        return CrossEncoder(path, num_labels=1, max_length=max_length, local_files_only=offline)
+        return CrossEncoder(path, num_labels=1, max_length=max_length, local_files_only=offline,
+                            device=resolve_device(device or current().device))
     except OSError as exc:
         raise ValueError(f"Cannot load cross-encoder {name_or_path!r} (resolved to {path!r}): {exc}") from None
 
@@ -95,7 +100,10 @@ def read_scores(path: str | Path) -> dict[str, dict[str, float]]:
 
 def score_pairs(model, dataset: Dataset, pairs: list[tuple[str, str]], store: ScoreStore, batch_size: int = 64,
                 progress: bool = True, save_every: int = 4096) -> None:
-    """Score (query id, doc id) pairs with a CrossEncoder, longest-first batches, saving as it goes."""
+    """Score (query id, doc id) pairs with a CrossEncoder, longest-first batches, saving as it goes (on a GPU in
+    the inference precision of this process's compute settings)."""
+    from .device import autocast, current
+
     todo = store.missing(list(dict.fromkeys(pairs)))
     if not todo:
         return
@@ -105,7 +113,8 @@ def score_pairs(model, dataset: Dataset, pairs: list[tuple[str, str]], store: Sc
     with tqdm(total=len(todo), desc="re-rank", disable=not progress, unit="pair") as bar:
         for start in range(0, len(order), save_every):
             chunk = order[start:start + save_every]
-            values = model.predict([texts[i] for i in chunk], batch_size=batch_size, show_progress_bar=False,
-                                   convert_to_numpy=True)
+            with autocast(str(getattr(model, "device", "cpu")), current().precision):  # a stand-in has none
+                values = model.predict([texts[i] for i in chunk], batch_size=batch_size, show_progress_bar=False,
+                                       convert_to_numpy=True)
             store.add([todo[i] for i in chunk], np.asarray(values, dtype=np.float64).reshape(-1))
             bar.update(len(chunk))

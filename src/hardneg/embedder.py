@@ -25,6 +25,7 @@ import numpy as np
 from . import lock
 from .crossencoder import DONE_MARKER, training_info
 from .data import Dataset
+from .device import current_device
 from .embed import resolve_st_model
 from .first_stage_config import EmbedderConfig
 from .io import temp_dir, write_json
@@ -222,7 +223,7 @@ def _train(pairs: list[MinedPair], base_model: str, output_dir: Path, config: Em
     dataset = HFDataset.from_dict(columns)
 
     set_seed(seed)
-    model = SentenceTransformer(resolve_st_model(base_model))
+    model = SentenceTransformer(resolve_st_model(base_model), device=current_device())
     if config.max_seq_length:
         model.max_seq_length = config.max_seq_length
     prompts = prompts_for(model, config)

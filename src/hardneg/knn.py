@@ -76,7 +76,21 @@ def build_index(vectors: np.ndarray, options: SearchOptions = SearchOptions()):
     for start in range(0, n, _ADD_CHUNK):
         index.add(_f32(vectors[start:start + _ADD_CHUNK]))
     logger.info("Built a %s index over %d x %d vectors", kind, n, dim)
-    return index
+    return _on_gpu(index, faiss) if kind == "flat" else index
+
+
+def _on_gpu(index, faiss):
+    """The exact index on every GPU when FAISS has GPU support (faiss-gpu) and the run's device is CUDA; the same
+    scores to float rounding, and ties are still settled by id. (IVF stays on the CPU: no GPU was at hand to
+    check its results against.)"""
+    if getattr(faiss, "get_num_gpus", lambda: 0)() == 0:
+        return index
+    from .device import current_device
+
+    if not current_device().startswith("cuda"):
+        return index
+    logger.info("Searching on %d GPU(s)", faiss.get_num_gpus())
+    return faiss.index_cpu_to_all_gpus(index)
 
 
 def _resort(ids: np.ndarray, scores: np.ndarray, tie_rank: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -113,6 +113,7 @@ class MiningSummary:
     added_positives: int = 0                            # extra pairs made from likely positives
     member_overlap: dict = field(default_factory=dict)  # mean Jaccard of the negatives each member would pick
     clusters: dict | None = None
+    overlap_values: dict = field(default_factory=dict, repr=False)  # per pair, in order: shards merge exactly
 
     def as_dict(self) -> dict:
         return {"strategy": self.strategy, "pairs": self.pairs, "negatives_requested": self.negatives_requested,
@@ -156,8 +157,7 @@ def positives_and_copies(dataset: Dataset, query_ids: list[str]) -> tuple[dict[s
     wanted = {corpus.full_text(i) for idx in positives.values() for i in idx}
     by_text: dict[str, list[int]] = {}
     for i in range(len(corpus)):
-        text = corpus.full_text(i)
-        if text in wanted:
+        if (text := corpus.full_text(i)) in wanted:
             by_text.setdefault(text, []).append(i)
     copies = {q: {j for i in idx for j in by_text[corpus.full_text(i)]} - idx for q, idx in positives.items()}
     return positives, copies
@@ -292,7 +292,7 @@ def mine(dataset: Dataset, pairs: list[tuple[str, str]], ensemble: Ensemble | No
 
     reranker = (load_cross_encoder(config.denoise_model, config.denoise_max_length)
                 if config.denoise_model is not None and pools else None)
-    overlaps: dict[str, list[float]] = {}
+    overlaps: dict[str, list[float]] = summary.overlap_values
     names = ensemble.member_names if ensemble is not None and pools else []
     out: list[MinedPair] = []
     for query_id, positive_id in tqdm(pairs, desc=f"mine {strategy}", disable=not progress, unit="pair"):

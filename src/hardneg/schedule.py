@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .checkpoints import last_complete_checkpoint
+from .device import current, current_device, training_arguments
 
 
 
@@ -16,9 +17,8 @@ def trainer_arguments(output_dir: Path, rows: int, batch: int, config, seed: int
                       dev_metric: str | None) -> dict:
     """Keyword arguments for a sentence-transformers ``*TrainingArguments`` (``config``: a TrainConfig or
     EmbedderConfig, for epochs, learning rate, warmup and the number of dev evaluations). ``dev_metric``: the
-    metric that picks the best checkpoint, None without dev evaluation."""
-    import torch
-
+    metric that picks the best checkpoint, None without dev evaluation. The device and mixed precision are this
+    process's compute settings (:mod:`hardneg.device`): ``use_cpu`` on the CPU, fp16/bf16 on a GPU."""
     total_steps = max(1, math.ceil(math.ceil(rows / batch) * config.epochs))
     every = max(1, math.ceil(total_steps / config.dev_evals))
     dev = {} if dev_metric is None else {"eval_strategy": "steps", "eval_steps": every,
@@ -29,7 +29,7 @@ def trainer_arguments(output_dir: Path, rows: int, batch: int, config, seed: int
                 data_seed=seed, save_strategy="steps",
                 save_steps=every if dev_metric is not None else max(10, total_steps // 4), save_total_limit=1,
                 logging_steps=max(1, total_steps // 20), report_to="none", disable_tqdm=not progress,
-                dataloader_drop_last=False, use_cpu=not torch.cuda.is_available(), **dev)
+                dataloader_drop_last=False, **training_arguments(current_device(), current().precision), **dev)
 
 
 def train_resuming(trainer, checkpoints: Path, log: logging.Logger, what: str = "") -> float:

@@ -21,6 +21,17 @@ DataDir = Annotated[str | None, typer.Option("--data-dir", envvar="HARDNEG_DATA"
                                                 help="Folder holding BEIR datasets (env HARDNEG_DATA).")]
 Quiet = Annotated[bool, typer.Option("--no-progress", help="Hide progress bars.")]
 Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")]
+Engine = Annotated[str | None, typer.Option("--engine", help="local, or ray: embed and mine on a Ray cluster "
+                                            r"(compute.engine; pip install 'hardneg\[ray]').")]
+Address = Annotated[str | None, typer.Option("--address", help="The Ray cluster for --engine ray: auto, or "
+                                             "ray://HOST:10001 (compute.address); default: start Ray here.")]
+Device = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps (compute.device).")]
+
+
+def compute_settings(engine: str | None, address: str | None, device: str | None) -> dict:
+    """The ``compute`` settings the shared options give (those left unset keep the config's)."""
+    given = {"engine": engine, "address": address, "device": device}
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def setup_logging(verbose: int) -> None:

@@ -8,14 +8,30 @@ from typing import Annotated
 import typer
 import yaml
 
+from ..compute_config import ComputeConfig
 from ..config import MiningConfig, RunConfig, StrategyConfig, TrainConfig, config_from_dict, load_config
 from ..data import DataError, load_beir, resolve_dataset
+from ..device import use_compute
+from ..engine import mine_with_engine
 from ..io import write_json, write_jsonl
 from ..losses import as_hf_dataset
-from ..mine import mine, training_pairs
+from ..mine import training_pairs
 from ..pipeline import evaluate_models, run_pipeline, train_from_negatives
 from ..retrieve import Retrievers
-from .common import MINING_DEFAULTS, DataDir, Quiet, Verbose, fail, setup_logging, parse_sets, app
+from .common import (
+    MINING_DEFAULTS,
+    Address,
+    DataDir,
+    Device,
+    Engine,
+    Quiet,
+    Verbose,
+    app,
+    compute_settings,
+    fail,
+    parse_sets,
+    setup_logging,
+)
 
 
 @app.command()
@@ -23,13 +39,16 @@ def run(config: Annotated[Path, typer.Argument(help="Run config (YAML).")],
         output: Annotated[str | None, typer.Option("--output", "-o", help="Run folder (overrides config).")] = None,
         data_dir: DataDir = None,
         set_: Annotated[list[str], typer.Option("--set", help="Override a setting: --set train.epochs=2")] = [],
+        engine: Engine = None, address: Address = None, device: Device = None,
         no_progress: Quiet = False, verbose: Verbose = 0) -> None:
     """Mine, train and evaluate every negative strategy of CONFIG; print the comparison table.
 
     Example: hardneg run configs/scifact.yaml --data-dir ../shared/data --set evaluate.max_queries=100
+    (on a Ray cluster: --engine ray --address auto)
     """
     setup_logging(verbose)
     overrides = parse_sets(set_)
+    overrides.update({f"compute.{key}": value for key, value in compute_settings(engine, address, device).items()})
     if output:
         overrides["output"] = output
     if data_dir:
@@ -69,11 +88,12 @@ def mine_command(
         cache_dir: Annotated[Path, typer.Option(help="Embedding cache folder.")] = Path(".cache/embeddings"),
         hf_dataset: Annotated[Path | None, typer.Option(help="Also save a Hugging Face dataset folder here.")] = None,
         hf_format: Annotated[str, typer.Option(help="n-tuple, triplet or labeled-pair (for --hf-dataset).")] = "n-tuple",
-        seed: int = 42, data_dir: DataDir = None, no_progress: Quiet = False, verbose: Verbose = 0) -> None:
+        seed: int = 42, data_dir: DataDir = None, engine: Engine = None, address: Address = None,
+        device: Device = None, no_progress: Quiet = False, verbose: Verbose = 0) -> None:
     """Mine negatives for a dataset's (query, positive) pairs and write them as JSONL (+ a summary JSON).
 
     Example: hardneg mine -d scifact -o scifact-negatives.jsonl --strategy ensemble --num-negatives 4
-    --mining likely_positive_ratio=1.0
+    --mining likely_positive_ratio=1.0 (on a Ray cluster: --engine ray --address auto)
     """
     setup_logging(verbose)
     try:
@@ -89,14 +109,17 @@ def mine_command(
                  "range_max": range_max, "sampling": sampling, "random_share": random_share}
         cfg = RunConfig(dataset=dataset, data_dir=data_dir, ensemble=member_list, fusion=fusion, seed=seed,
                         progress=not no_progress, strategies=[strat],
-                        mining=MiningConfig(**{**named, **extra}))  # --mining KEY=VALUE wins (range_max=null)
+                        mining=MiningConfig(**{**named, **extra}),  # --mining KEY=VALUE wins (range_max=null)
+                        compute=ComputeConfig(**compute_settings(engine, address, device)))
         data = load_beir(resolve_dataset(dataset, data_dir))
         data.require_positives(split, "to mine negatives for")
         retrievers = Retrievers(data, cfg, cache_dir)
         members = cfg.members_for(strat)
         ensemble = (retrievers.ensemble(members, cfg.mining.fusion, cfg.mining.kept_variance)
                     if strat.kind != "random" else None)
-        result = mine(data, training_pairs(data, split), ensemble, cfg.mining, strat.name, seed, not no_progress)
+        with use_compute(cfg.compute):
+            result = mine_with_engine(cfg.compute, data, training_pairs(data, split), ensemble, cfg.mining,
+                                      strat.name, seed, not no_progress)
     except (DataError, ValueError, ImportError) as exc:
         fail(exc)
     write_jsonl(output, (p.as_dict() for p in result.pairs))

@@ -27,14 +27,16 @@ class SentenceTransformerEmbedder(Embedder):
 
     def __init__(self, model: str, name: str | None = None, batch_size: int = 32, max_seq_length: int | None = None,
                  query_prefix: str = "", document_prefix: str = "", device: str | None = None,
-                 keyed_by_content: bool = False, local_files_only: bool = False):
+                 keyed_by_content: bool = False, local_files_only: bool = False, precision: str | None = None):
         self.model_name_or_path = model
         self.local_files_only = local_files_only  # a hub id found in the cache while the hub is unreachable
         self.name = name or model
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self.prefixes = {"query": query_prefix, "document": document_prefix}
-        self.device = device
+        # None: this process's compute settings when the model loads (hardneg.device); a worker is given both.
+        # Neither is in the cache key: fp16 moves a vector by about the float16 cache's own rounding.
+        self.device, self.precision = device, precision
         # A local folder's cache key carries a fingerprint of its files: a fine-tuned or retrained model at the
         # same path (or a copy of a base model) never reads another model's vectors.
         self.keyed_by_content = keyed_by_content
@@ -50,6 +52,10 @@ class SentenceTransformerEmbedder(Embedder):
         if self._model is None:
             from sentence_transformers import SentenceTransformer
 
+            from ..device import current, resolve_device
+
+            self.device = resolve_device(self.device or current().device)
+            self.precision = self.precision or current().precision
             self._model = SentenceTransformer(self.model_name_or_path, device=self.device,
                                               local_files_only=self.local_files_only)
             if self.max_seq_length:
@@ -58,10 +64,13 @@ class SentenceTransformerEmbedder(Embedder):
 
     def embed_batch(self, texts: list[str], kind: Kind) -> np.ndarray:
         # encode_query / encode_document apply the prompts a model ships with (e5, bge, nomic...).
+        from ..device import autocast
+
         encode = self.model.encode_query if kind == "query" else self.model.encode_document
         prefix = self.prefixes[kind]
-        return encode([prefix + t for t in texts], batch_size=len(texts), convert_to_numpy=True,
-                      show_progress_bar=False)
+        with autocast(self.device, self.precision):
+            return encode([prefix + t for t in texts], batch_size=len(texts), convert_to_numpy=True,
+                          show_progress_bar=False)
 
 
 class WordLlamaEmbedder(Embedder):

@@ -9,9 +9,11 @@ import time
 from ..version import __version__
 from ..config import MiningConfig, StrategyConfig, fingerprint
 from ..crossencoder import training_info
+from ..device import use_compute
 from ..diagnostics import write_diagnostics
+from ..engine import mine_with_engine
 from ..io import read_json, read_jsonl, write_json, write_jsonl
-from ..mine import MinedPair, mine
+from ..mine import MinedPair
 from ..retrieve import FUSIONS, search_stamp
 from ..rundir import StrategyFolder
 from .context import RunContext
@@ -47,8 +49,9 @@ def mine_strategy(ctx: RunContext, strategy: StrategyConfig, folder: StrategyFol
             logger.info("Reusing mined negatives for %s", strategy.name)
             return [MinedPair(**row) for row in read_jsonl(folder.negatives)], saved
     started = time.perf_counter()
-    result = mine(ctx.dataset, ctx.pairs, ensemble, mining, strategy.name, seed=config.seed,
-                  progress=config.progress)
+    with use_compute(config.compute):  # the engine and device change how fast, never what: not fingerprinted
+        result = mine_with_engine(config.compute, ctx.dataset, ctx.pairs, ensemble, mining, strategy.name,
+                                  seed=config.seed, progress=config.progress)
     seconds = time.perf_counter() - started
     folder.mining.unlink(missing_ok=True)  # the summary's fingerprint vouches for the negatives: never a stale one
     write_jsonl(folder.negatives, (p.as_dict() for p in result.pairs))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import RunConfig
+from ..device import use_compute
 from ..evaluate import Row
 from ..io import atomic_write, write_json
 from ..lengths import LengthSplit, length_table
@@ -33,13 +34,14 @@ def run_pipeline(config: RunConfig) -> RunResult:
     """Run every stage for every strategy and return the comparison table (also written to the run folder)."""
     ctx = prepare(config)
     try:
-        check_tuning(ctx)
-        dev = dev_candidates(ctx)
-        trained: dict[str, TrainedStrategy] = {s.name: train_strategy(ctx, s, dev) for s in ctx.config.strategies}
-        tuned = tune_first_stages(ctx, trained)
-        models = {name: t.model for name, t in trained.items()}
-        return evaluate_and_write(ctx, rerankers_to_evaluate(ctx, models), {n: t.mining for n, t in trained.items()},
-                                  tuned.ensembles, tuned.record)
+        with use_compute(config.compute):  # the run's device and precision for every stage
+            check_tuning(ctx)
+            dev = dev_candidates(ctx)
+            trained: dict[str, TrainedStrategy] = {s.name: train_strategy(ctx, s, dev) for s in ctx.config.strategies}
+            tuned = tune_first_stages(ctx, trained)
+            models = {name: t.model for name, t in trained.items()}
+            return evaluate_and_write(ctx, rerankers_to_evaluate(ctx, models),
+                                      {n: t.mining for n, t in trained.items()}, tuned.ensembles, tuned.record)
     finally:
         release(ctx.folder.lock)  # the folder's next run (or another process) may own it now
 
@@ -50,7 +52,8 @@ def evaluate_models(config: RunConfig, models: dict[str, str]) -> RunResult:
     ``evaluate.extra_rerankers`` add the base model and further re-rankers."""
     ctx = prepare(config)
     try:
-        return evaluate_and_write(ctx, {**rerankers_to_evaluate(ctx, {}), **models}, {})
+        with use_compute(config.compute):
+            return evaluate_and_write(ctx, {**rerankers_to_evaluate(ctx, {}), **models}, {})
     finally:
         release(ctx.folder.lock)
 

@@ -1,0 +1,155 @@
+"""The paper's question asked of the embedder (issue 16): all-MiniLM-L6-v2 fine-tuned on the negatives each strategy
+mines (ensemble, random, BM25, a single dense model), on one collection's training split, evaluated on its test
+queries alone and fused into the ensemble, against the untrained first stage; paired tests with Holm correction.
+
+No re-ranker is trained: the pipeline's own stages (prepare, mine_strategy, train_embedder) are called directly, so
+the figures are those a `hardneg run` with `embedder.enabled` would give for the first stage.
+
+Usage (about 15 min per strategy and seed on 2 cores for SciFact's full training split):
+  HARDNEG_DATA=../shared/data python benchmarks/embedder_negatives.py --dataset scifact \
+      --strategies ensemble,random,bm25,dense:minilm --seeds 42 --output benchmarks/first_stage_tuning/x.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from hardneg.config import config_from_dict, fingerprint
+from hardneg.embedder import dev_retrieval_data, train_embedder
+from hardneg.evaluate import adjust_pvalues, bootstrap_ci, first_stage_run, paired_test, per_query_metrics
+from hardneg.io import write_json
+from hardneg.lock import release
+from hardneg.pipeline.context import prepare
+from hardneg.pipeline.mining import mine_strategy
+from hardneg.rundir import slug
+
+METRICS = ["ndcg@10", "mrr@10", "recall@100"]
+
+
+def per_query(qrels, run) -> dict[str, dict[str, float]]:
+    return per_query_metrics(qrels, run, METRICS)
+
+
+def compare(base: dict[str, float], other: dict[str, float], seed: int) -> dict:
+    queries = sorted(base)
+    a, b = np.array([base[q] for q in queries]), np.array([other[q] for q in queries])
+    low, high = bootstrap_ci(b - a, 1000, seed, 0.95)
+    return {"base": float(a.mean()), "system": float(b.mean()), "gain": float((b - a).mean()), "low": low,
+            "high": high, "p_value": paired_test(a, b, seed=seed), "queries": len(queries)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dataset", default="scifact")
+    parser.add_argument("--strategies", default="ensemble,random,bm25,dense:minilm")
+    parser.add_argument("--seeds", default="42")
+    parser.add_argument("--member", default="minilm", help="the dense member fine-tuned")
+    parser.add_argument("--max-train-queries", type=int, default=None)
+    parser.add_argument("--set", action="append", default=[], help="config overrides, e.g. embedder.epochs=3")
+    parser.add_argument("--output-dir", default="runs/embedder-negatives")
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args()
+
+    started_all = time.perf_counter()
+    strategies = args.strategies.split(",")
+    record: dict = {"command": "python " + " ".join(sys.argv), "machine": f"{platform.platform()}, 2 cores",
+                    "date": time.strftime("%Y-%m-%d"), "dataset": args.dataset, "member": args.member,
+                    "seeds": {}, "metrics": METRICS}
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        raw = {"dataset": args.dataset, "output": f"{args.output_dir}/{args.dataset}-{seed}", "seed": seed,
+               "strategies": strategies, "max_train_queries": args.max_train_queries,
+               "embedder": {"enabled": True}, "evaluate": {"split": "test", "first_stages": ["ensemble"]}}
+        overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+        config = config_from_dict(raw, overrides, source="embedder_negatives")
+        ctx = prepare(config)
+        try:
+            record["seeds"][str(seed)] = run_seed(ctx, args.member, seed)
+        finally:
+            release(ctx.folder.lock)
+        record["config"] = config.model_dump()
+        write_json(Path(args.output), record)  # after every seed: a long run keeps what it finished
+    record["summary"] = summarise(record)
+    record["wall_seconds"] = round(time.perf_counter() - started_all, 1)
+    record["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)
+    write_json(Path(args.output), record)
+    for name, row in record["summary"].items():
+        print(f"{name:40s} " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                          for k, v in row.items()))
+
+
+def run_seed(ctx, member: str, seed: int) -> dict:
+    config, ec = ctx.config, ctx.config.embedder
+    test_ids = sorted(ctx.documents.positives("test"))
+    qrels = {q: ctx.documents.qrels["test"][q] for q in test_ids}
+    dev = dev_retrieval_data(ctx.dataset, ctx.dev_ids, config.train_split, ec.dev_max_queries,
+                             ec.dev_max_documents, seed) if ec.dev_eval and ctx.dev_ids else None
+    members = list(config.ensemble)
+    untrained = {"ensemble": ctx.retrievers.ensemble(members),
+                 f"{member} alone": ctx.retrievers.ensemble([member])}
+    values = {name: per_query(qrels, first_stage_run(ctx.dataset, test_ids, ens, config.evaluate.depth))
+              for name, ens in untrained.items()}
+    out: dict = {"train_queries": len(ctx.train_ids), "dev_queries": len(ctx.dev_ids), "test_queries": len(test_ids),
+                 "untrained": {name: {m: float(np.mean(list(v[m].values()))) for m in METRICS}
+                               for name, v in values.items()}, "strategies": {}, "per_query": {}}
+    out["per_query"].update({f"untrained {name}": v["ndcg@10"] for name, v in values.items()})
+    for strategy in config.strategies:
+        started = time.perf_counter()
+        pairs, mining = mine_strategy(ctx, strategy, ctx.folder.strategy(strategy.name))
+        folder = ctx.folder.strategy(strategy.name).path / "embedders" / slug(member)
+        model = train_embedder(pairs, member, folder, ec, seed=seed, progress=config.progress, dev=dev,
+                               card={"dataset": ctx.dataset.name, "strategy": strategy.name},
+                               fingerprint=fingerprint(mining["fingerprint"], member, ec, seed))
+        trained_s = time.perf_counter() - started
+        tuned = {"alone": ctx.retrievers.ensemble([str(model)]),
+                 "fused": ctx.retrievers.ensemble([str(model) if m == member else m for m in members])}
+        found = {how: per_query(qrels, first_stage_run(ctx.dataset, test_ids, ens, config.evaluate.depth))
+                 for how, ens in tuned.items()}
+        out["strategies"][strategy.name] = {
+            "pairs": len(pairs), "train_and_mine_seconds": round(trained_s, 1),
+            "seconds_total": round(time.perf_counter() - started, 1),
+            **{how: {m: float(np.mean(list(v[m].values()))) for m in METRICS} for how, v in found.items()},
+            "alone_vs_untrained_member": compare(values[f"{member} alone"]["ndcg@10"], found["alone"]["ndcg@10"],
+                                                 seed),
+            "fused_vs_untrained_ensemble": compare(values["ensemble"]["ndcg@10"], found["fused"]["ndcg@10"], seed)}
+        out["per_query"].update({f"{strategy.name} {how}": v["ndcg@10"] for how, v in found.items()})
+        print(strategy.name, {k: v for k, v in out["strategies"][strategy.name].items()
+                              if k in ("alone", "fused", "seconds_total")}, file=sys.stderr, flush=True)
+    return out
+
+
+def summarise(record: dict) -> dict:
+    """Per strategy, over seeds: mean nDCG@10 alone and fused; ensemble negatives against each other strategy
+    (queries pooled over seeds, paired), Holm-corrected over the comparisons."""
+    seeds = list(record["seeds"].values())
+    names = list(next(iter(seeds))["strategies"]) if seeds else []
+    summary: dict = {}
+    for name in names:
+        summary[name] = {f"{how} ndcg@10": float(np.mean([s["strategies"][name][how]["ndcg@10"] for s in seeds]))
+                         for how in ("alone", "fused")}
+    summary["untrained"] = {f"{how} ndcg@10": float(np.mean([s["untrained"][key]["ndcg@10"] for s in seeds]))
+                            for how, key in (("alone", f"{record['member']} alone"), ("fused", "ensemble"))}
+    if "ensemble" in names:
+        tests = []
+        for other in [n for n in names if n != "ensemble"]:
+            for how in ("alone", "fused"):
+                a = np.concatenate([[s["per_query"][f"{other} {how}"][q] for q in sorted(s["per_query"][f"{other} {how}"])]
+                                    for s in seeds])
+                b = np.concatenate([[s["per_query"][f"ensemble {how}"][q] for q in sorted(s["per_query"][f"ensemble {how}"])]
+                                    for s in seeds])
+                tests.append((f"ensemble vs {other} ({how})", float((b - a).mean()), paired_test(a, b)))
+        corrected = adjust_pvalues([p for _, _, p in tests], "holm")
+        for (label, gain, p), holm in zip(tests, corrected):
+            summary[label] = {"gain ndcg@10": gain, "p": p, "p holm": float(holm)}
+    return summary
+
+
+if __name__ == "__main__":
+    main()

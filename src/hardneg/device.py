@@ -1,0 +1,125 @@
+"""The device and precision every stage runs on: resolved once from ``compute.device`` / ``compute.precision``.
+
+``auto`` is CUDA when torch sees a GPU, else Apple MPS, else the CPU; on the CPU everything stays float32, exactly
+as before these settings existed. The settings of a run are this process's defaults while it runs
+(:func:`use_compute`); models and trainers read them when they are built (:func:`current`), so the stages need no
+extra arguments. Worker processes and Ray actors get their device pinned on the object they receive instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ComputeSettings:
+    """A device setting (auto, cpu, cuda, cuda:N, mps) and a precision (auto, fp32, fp16, bf16), unresolved."""
+
+    device: str = "auto"
+    precision: str = "auto"
+
+
+_CURRENT = [ComputeSettings()]
+
+
+def _mps_available(torch) -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def resolve_device(setting: str | None = "auto") -> str:
+    """A torch device string for ``setting``; a device this machine lacks is an error saying what to set."""
+    import torch
+
+    setting = setting or "auto"
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if _mps_available(torch) else "cpu"
+    if setting == "cpu":
+        return "cpu"
+    if setting == "mps":
+        if not _mps_available(torch):
+            raise ValueError("compute.device is 'mps' but torch sees no Apple GPU; set compute.device: auto or cpu")
+        return "mps"
+    match = re.fullmatch(r"cuda(?::(\d+))?", setting)
+    if match is None:
+        raise ValueError(f"compute.device must be auto, cpu, cuda, cuda:N or mps, got {setting!r}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"compute.device is {setting!r} but torch sees no CUDA GPU (a CPU build of torch, or no "
+                         "driver); set compute.device: auto or cpu")
+    if match.group(1) is not None and int(match.group(1)) >= torch.cuda.device_count():
+        raise ValueError(f"compute.device is {setting!r} but this machine has {torch.cuda.device_count()} CUDA "
+                         "GPU(s), numbered from 0")
+    return setting
+
+
+def inference_dtype(device: str, precision: str = "auto"):
+    """The autocast dtype for forward passes on ``device`` (a resolved device), or None for plain float32."""
+    import torch
+
+    kind = device.split(":")[0]
+    if precision == "fp32" or (precision == "auto" and kind != "cuda"):
+        return None
+    if precision == "fp16" and kind == "cpu":
+        raise ValueError("compute.precision fp16 needs a GPU; on the CPU use bf16 or fp32")
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def autocast(device: str, precision: str = "auto"):
+    """A context in which forward passes run in the inference precision (nothing changes in float32)."""
+    import torch
+
+    dtype = inference_dtype(device, precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
+
+
+def training_arguments(device: str, precision: str = "auto") -> dict:
+    """The Hugging Face ``TrainingArguments`` flags for training on ``device``: ``use_cpu`` on the CPU (exactly
+    as before), mixed precision on a GPU (auto: bf16 where the GPU supports it, else fp16)."""
+    import torch
+
+    kind = device.split(":")[0]
+    if kind == "cpu":
+        if precision not in ("auto", "fp32"):
+            raise ValueError(f"compute.precision {precision} training needs a GPU; on the CPU use auto or fp32")
+        return {"use_cpu": True}
+    flags: dict = {"use_cpu": False}
+    if kind == "cuda":
+        if precision == "auto":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        if precision in ("fp16", "bf16"):
+            flags[precision] = True
+    elif precision in ("fp16", "bf16"):  # MPS: the Trainer's mixed precision is CUDA-only
+        raise ValueError(f"compute.precision {precision} training is supported on CUDA only; use auto or fp32")
+    return flags
+
+
+def current() -> ComputeSettings:
+    """This process's settings (a run's, inside :func:`use_compute`; auto otherwise)."""
+    return _CURRENT[-1]
+
+
+def current_device() -> str:
+    return resolve_device(current().device)
+
+
+@contextlib.contextmanager
+def use_compute(compute) -> Iterator[ComputeSettings]:
+    """Make ``compute`` (a ComputeConfig, or anything with ``device`` and ``precision``) this process's settings
+    while the block runs; the device is checked at once."""
+    settings = ComputeSettings(compute.device, compute.precision)
+    device = resolve_device(settings.device)
+    if device != "cpu":
+        logger.info("Computing on %s (precision %s)", device, settings.precision)
+    _CURRENT.append(settings)
+    try:
+        yield settings
+    finally:
+        _CURRENT.pop()
