@@ -97,3 +97,24 @@ def test_training_does_not_depend_on_earlier_draws_from_torch(dataset, tiny_bert
         weights.append({k: v.clone() for k, v in state.items()})
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_a_time_budget_ends_training_at_the_first_step_past_it_and_says_so(dataset, tiny_bert, tmp_path):
+    import json
+
+    from hardneg.config import MiningConfig, fingerprint
+    from hardneg.first_stage_config import EmbedderConfig
+    from hardneg.mine import mine, training_pairs
+
+    pairs = mine(dataset, training_pairs(dataset, "train"), None, MiningConfig(num_negatives=2), "random",
+                 progress=False).pairs
+    config = TrainConfig(base_model=tiny_bert, loss="triplet", batch_size=2, max_length=32, dev_eval=False,
+                         epochs=5, max_minutes=1e-6)
+    final = train_reranker(pairs, tmp_path, config, 2, progress=False, fingerprint="budget", seed=7)
+    info = json.loads((final / "hardneg_training.json").read_text())
+    assert info["steps"] == 1 and info["time_budget"]["stopped_at_step"] == 1
+    assert info["time_budget"]["planned_steps"] > 1
+    # an unset budget is left out of the settings' dump: fingerprints written before it existed still hold
+    assert "max_minutes" not in TrainConfig().model_dump() and "max_minutes" in config.model_dump()
+    assert "max_minutes" not in EmbedderConfig(enabled=True).model_dump()
+    assert fingerprint(TrainConfig()) == "5262dd73d916"

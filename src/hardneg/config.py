@@ -21,6 +21,7 @@ from pydantic import (
 from .compute_config import ComputeConfig
 from .first_stage_config import EmbedderConfig, FusionWeightsConfig
 from .rundir import slug
+from .train_config import TrainConfig
 
 
 class _Strict(BaseModel):
@@ -156,44 +157,6 @@ class SearchConfig(_Strict):
     ivf_nlist: int | None = Field(None, ge=1, description="IVF lists (default about 2 x sqrt of the corpus size)")
     ivf_nprobe: int = Field(16, ge=1, description="IVF lists visited per query: higher is slower, more exact")
     query_block: int = Field(4096, ge=1, description="queries searched at a time (bounds memory)")
-
-
-class TrainConfig(_Strict):
-    """How each re-ranker is trained: a sentence-transformers CrossEncoder with one output logit."""
-
-    base_model: str = Field("minilm", description="cross-encoder starting point: a name, folder or hub id")
-    loss: Literal["triplet", "bce", "mnrl", "lambda", "listnet", "margin_mse"] = Field(
-        # The default is the loss that trained the best re-rankers in the losses grid (docs/RESULTS.md, "Loss").
-        "mnrl", description="mnrl (softmax over positive + negatives; the default), triplet (the paper's), bce, "
-        "lambda (LambdaLoss), listnet, margin_mse (distil the ensemble's fused scores); see hardneg.losses.LOSS_HELP")
-    margin: float = Field(1.0, gt=0, description="triplet margin on the raw logit")
-    in_batch_negatives: int = Field(0, ge=0, description="mnrl: other rows' documents added as negatives per query")
-    distill_scale: float = Field(1.0, gt=0, description="margin_mse: teacher (fused z-score) margins times this")
-    augment_title_pairs: int = Field(0, ge=0, description="extra pairs: a document's title as query for its body")
-    augment_sentence_pairs: int = Field(0, ge=0, description="extra pairs: a sentence as query for its passage")
-    dev_eval: bool = Field(True, description="evaluate on the dev queries during training and keep the best "
-                           "checkpoint (nDCG@10 of re-ranking their first-stage candidates)")
-    dev_evals: int = Field(4, ge=1, description="dev evaluations per training run")
-    dev_depth: int = Field(10, ge=2, description="first-stage candidates per dev query the dev evaluation ranks")
-    dev_max_queries: int | None = Field(50, ge=1, description="cap on dev queries used during training")
-    group_by_length: bool = Field(True, description="batch rows of similar length (less padding), batches shuffled")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads; default all cores of this machine")
-    epochs: float = Field(1.0, gt=0, description="passes over the training pairs (fractions allowed)")
-    batch_size: int = Field(8, ge=1, description="(query, positive) pairs per step, each with its negatives, "
-                            "whatever the loss's row layout")
-    learning_rate: float = Field(2e-5, gt=0, description="peak learning rate (linear warmup, then linear decay)")
-    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of the steps spent warming the learning rate up")
-    max_length: int | Literal["auto"] = Field(
-        192, description="tokens per (query, document) pair; 'auto': the 90th percentile of a sample of training "
-        "pairs, rounded up to a multiple of 32 (hardneg.lengths.suggest_max_length)")
-
-    @field_validator("max_length")
-    @classmethod
-    def _min_length(cls, value):
-        if value != "auto" and value < 16:
-            raise ValueError(f"max_length must be at least 16 (or 'auto'), got {value}")
-        return value
-    max_train_pairs: int | None = Field(None, ge=1, description="cap on training pairs (for quick runs)")
 
 
 class EvalConfig(_Strict):

@@ -242,7 +242,7 @@ def _train(pairs: list[MinedPair], base_model: str, output_dir: Path, config: Em
                             DEV_METRIC if use_dev else None), prompts=column_prompts or None, **extra)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
                                          evaluator=evaluator)
-    seconds = train_resuming(trainer, checkpoints, logger, "embedder ")
+    seconds, budget = train_resuming(trainer, checkpoints, logger, "embedder ", config.max_minutes)
 
     # The prompts it was trained with go with the model: encode_query / encode_document apply them.
     model.prompts = {**(model.prompts or {}), **{k: v for k, v in prompts.items() if v}}
@@ -258,7 +258,8 @@ def _train(pairs: list[MinedPair], base_model: str, output_dir: Path, config: Em
             "rows": len(dataset), "rows_dropped": dropped,
             "labelled_pairs": sum(p.positive_source != "likely" for p in pairs),
             "likely_positive_pairs": sum(p.positive_source == "likely" for p in pairs), "prompts": prompts,
-            "steps": trainer.state.global_step, "train_seconds": round(seconds, 1), "seed": seed,
+            "steps": trainer.state.global_step, "train_seconds": round(seconds, 1), "time_budget": budget,
+            "seed": seed,
             "dev": {"queries": len(dev.queries), "documents": len(dev.corpus), "metric": DEV_METRIC,
                     "base": base_dev, "curve": curve, "best": trainer.state.best_metric,
                     "best_checkpoint": trainer.state.best_model_checkpoint

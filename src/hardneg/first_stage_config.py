@@ -7,9 +7,11 @@ so configs written before these sections existed keep their fingerprints (their 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .train_config import AddedKeysOmitted
 
 # The fusions a weight grid can be learned for: those that fuse the members' own scores in fused order
 # (concat-pca and union change the representation or the picking, not just the weights).
@@ -17,7 +19,7 @@ LearnableFusion = Literal["zscore", "minmax", "rrf", "mean"]
 EmbedderLoss = Literal["mnrl", "cached_mnrl", "gist", "cached_gist"]
 
 
-class EmbedderConfig(BaseModel):
+class EmbedderConfig(AddedKeysOmitted):
     """Fine-tuning the ensemble's dense members (sentence-transformers bi-encoders) on the mined (query,
     positive, negatives) with ``SentenceTransformerTrainer``; each fine-tuned model is saved as a folder that
     ``SentenceTransformer(folder)`` loads and can join the ensemble by its folder name."""
@@ -70,6 +72,11 @@ class EmbedderConfig(BaseModel):
         None, ge=1, description="cap on the dev evaluation's corpus: the dev queries' positives plus a seeded "
         "sample of the other documents; null: the whole corpus")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default all cores of this machine")
+    max_minutes: float | None = Field(
+        None, gt=0, description="wall-clock budget for training, as train.max_minutes: it stops at the first step "
+        "past it, keeping the best dev checkpoint so far; the number of steps then depends on the machine's speed")
+
+    _added_keys: ClassVar[tuple[str, ...]] = ("max_minutes",)
 
     @field_validator("matryoshka_dims")
     @classmethod

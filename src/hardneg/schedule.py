@@ -11,8 +11,6 @@ from pathlib import Path
 from .checkpoints import last_complete_checkpoint
 from .device import current, current_device, training_arguments
 
-
-
 def trainer_arguments(output_dir: Path, rows: int, batch: int, config, seed: int, progress: bool,
                       dev_metric: str | None) -> dict:
     """Keyword arguments for a sentence-transformers ``*TrainingArguments`` (``config``: a TrainConfig or
@@ -32,12 +30,44 @@ def trainer_arguments(output_dir: Path, rows: int, batch: int, config, seed: int
                 dataloader_drop_last=False, **training_arguments(current_device(), current().precision), **dev)
 
 
-def train_resuming(trainer, checkpoints: Path, log: logging.Logger, what: str = "") -> float:
+def time_budget(minutes: float):
+    """A trainer callback that ends training at the first step past ``minutes`` of wall clock, evaluating and
+    saving that step so the best dev checkpoint so far is the one kept; ``stopped_at`` is that step (else None)."""
+    from transformers import TrainerCallback  # lazy: transformers is slow to import
+
+    class TimeBudget(TrainerCallback):
+        def __init__(self):
+            self.started, self.stopped_at = time.perf_counter(), None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.stopped_at is None and time.perf_counter() - self.started >= minutes * 60:
+                self.stopped_at = state.global_step
+                control.should_training_stop = True
+                control.should_save = True
+                control.should_evaluate = args.eval_strategy != "no"
+            return control
+
+    return TimeBudget()
+
+
+def train_resuming(trainer, checkpoints: Path, log: logging.Logger, what: str = "",
+                   max_minutes: float | None = None) -> tuple[float, dict | None]:
     """Run ``trainer`` from the last complete checkpoint in ``checkpoints`` (if any), saying so on the caller's
-    ``log``; returns the seconds it took."""
+    ``log``, within ``max_minutes`` of wall clock if given (counted from this call, so a resumed run gets the budget
+    again); returns the seconds it took and, with a budget, what the budget did."""
     resume = last_complete_checkpoint(checkpoints)
     if resume:
         log.info("Resuming %straining from %s", what, resume)
+    budget = time_budget(max_minutes) if max_minutes else None
+    if budget is not None:
+        trainer.add_callback(budget)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    if budget is None:
+        return seconds, None
+    planned = trainer.state.max_steps
+    if budget.stopped_at is not None:
+        log.info("The %straining budget of %g min ended training at step %d of %d", what, max_minutes,
+                 budget.stopped_at, planned)
+    return seconds, {"minutes": max_minutes, "stopped_at_step": budget.stopped_at, "planned_steps": planned}

@@ -159,7 +159,7 @@ def _train(pairs: list[MinedPair], output_dir: Path, config: TrainConfig, num_ne
                                                              DEV_METRIC if use_dev else None), **extra)
     evaluator = dev_evaluator(dev) if use_dev else None
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator)
-    seconds = train_resuming(trainer, checkpoints, logger)
+    seconds, budget = train_resuming(trainer, checkpoints, logger, max_minutes=config.max_minutes)
 
     # Save next to the target, then rename: a folder named "model" is always complete.
     staging = temp_dir(output_dir, "model")
@@ -169,7 +169,7 @@ def _train(pairs: list[MinedPair], output_dir: Path, config: TrainConfig, num_ne
             "loss": config.loss, "num_negatives": num_negatives, "rows": len(dataset), "labelled_pairs": labelled,
             "likely_positive_pairs": likely, "augmented_pairs": len(pairs) - labelled - likely,
             "rows_dropped": dropped, "rows_dropped_short": dropped,
-            "steps": trainer.state.global_step, "train_seconds": round(seconds, 1),
+            "steps": trainer.state.global_step, "train_seconds": round(seconds, 1), "time_budget": budget,
             "sequences_per_second": round(trainer.state.global_step * batch
                                           * spec.layout.sequences_per_row(num_negatives) / seconds, 2)
             if seconds > 0 else None,
