@@ -108,6 +108,10 @@ def test_the_choice_never_sees_test_queries_and_the_system_is_saved_whole(tmp_pa
     assert seen and seen[0] and not seen[0] & test_queries
     assert result.system["choice"]["dev_queries"] == len(seen[0])
     assert "## The trained system" in result.markdown
+    # A capped dev set (a large query log): the choice sees a seeded sample of the same dev queries, no more.
+    all_dev = seen.pop()
+    capped = run(load_config(_config(tmp_path, beir_dir, tiny_bert), {"evaluate.max_dev_queries": 1}))
+    assert capped.system["choice"]["dev_queries"] == 1 and seen[-1] <= all_dev
 
     out = tmp_path / "run"
     saved = json.loads((out / "system.json").read_text())

@@ -171,6 +171,9 @@ class EvalConfig(_Strict):
     depth: int = Field(100, ge=1, description="first-stage candidates kept per query")
     rerank_depth: int = Field(100, ge=1, description="how many of them each re-ranker re-scores")
     max_queries: int | None = Field(None, ge=1, description="evaluate on a seeded sample of the split's queries")
+    max_dev_queries: int | None = Field(
+        500, ge=1, description="dev queries (a seeded sample) that choose the system handed over and the "
+        "interpolation weight: each is re-ranked by every re-ranker, so a large query log is capped here; null: all")
     metrics: list[str] = Field(default_factory=lambda: ["mrr@3", "mrr@10", "ndcg@10", "precision@1", "precision@5",
                                                         "recall@10", "recall@100", "map"],
                                description="ranx metric names")

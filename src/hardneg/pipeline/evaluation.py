@@ -65,7 +65,8 @@ class Evaluation:
         documents = ctx.documents
         test_ids = sample_queries(sorted(documents.positives(ev.split)), ev.max_queries, ctx.config.seed)
         self.test_qrels: Qrels = {q: documents.qrels[ev.split][q] for q in test_ids}
-        self.dev_qrels: Qrels = {q: documents.qrels[ctx.config.train_split][q] for q in ctx.dev_ids}
+        self.dev_ids = sample_queries(ctx.dev_ids, ev.max_dev_queries, ctx.config.seed)
+        self.dev_qrels: Qrels = {q: documents.qrels[ctx.config.train_split][q] for q in self.dev_ids}
         self.fixed_weight = ev.interpolate and ev.interpolation_weight is not None
         self.tune = ev.interpolate and not self.fixed_weight and bool(ctx.dev_ids)
         # The system a run hands over is chosen on dev queries, so they are scored whenever there are any.
@@ -97,7 +98,7 @@ class Evaluation:
         self.ensembles = {**named, **self.tuned}
         for name, ensemble in self.ensembles.items():
             out[name] = {"test": self.first_stage(ensemble, list(self.test_qrels)),
-                         "dev": self.first_stage(ensemble, self.ctx.dev_ids) if self.dev else {}}
+                         "dev": self.first_stage(ensemble, self.dev_ids) if self.dev else {}}
             write_trec(self.ctx.folder.trec(name, self.ev.split), out[name]["test"], slug(name))
         return out
 
