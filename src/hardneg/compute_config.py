@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 
@@ -50,3 +50,11 @@ class ComputeConfig(BaseModel):
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
             raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _precision_fits_device(self) -> "ComputeConfig":
+        # Fail when the config is read, not hours later at the first forward pass or the first training step.
+        if self.device == "cpu" and self.precision == "fp16":
+            raise ValueError("precision fp16 needs a GPU, and device is cpu: use precision auto, fp32 or bf16 on "
+                             "the CPU")
+        return self

@@ -119,7 +119,22 @@ def use_compute(compute) -> Iterator[ComputeSettings]:
     if device != "cpu":
         logger.info("Computing on %s (precision %s)", device, settings.precision)
     _CURRENT.append(settings)
+    # The Trainer trains on the current CUDA device: make it the one asked for (cuda:N), and put it back after.
+    previous = _set_cuda_device(device)
     try:
         yield settings
     finally:
         _CURRENT.pop()
+        if previous is not None:
+            _set_cuda_device(f"cuda:{previous}")
+
+
+def _set_cuda_device(device: str) -> int | None:
+    """Make ``cuda:N`` torch's current device; returns the one it replaced (None when nothing changed)."""
+    if not device.startswith("cuda:"):
+        return None
+    import torch
+
+    previous = torch.cuda.current_device()
+    torch.cuda.set_device(int(device.split(":")[1]))
+    return previous

@@ -79,11 +79,26 @@ def build_index(vectors: np.ndarray, options: SearchOptions = SearchOptions()):
     return _on_gpu(index, faiss) if kind == "flat" else index
 
 
+# Below this many documents a GPU copy costs more than it saves (a served request indexes its own few documents).
+GPU_MIN_DOCS = 20_000
+# FAISS on a GPU returns at most this many neighbours per query.
+GPU_MAX_K = 2048
+
+
+def on_cpu(index):
+    """``index`` as a CPU index (a GPU index or its replicas copied back; a CPU index as it is)."""
+    import faiss
+
+    if isinstance(index, (faiss.IndexFlat, faiss.IndexIVF)) or not hasattr(faiss, "index_gpu_to_cpu"):
+        return index
+    return faiss.index_gpu_to_cpu(index)
+
+
 def _on_gpu(index, faiss):
     """The exact index on every GPU when FAISS has GPU support (faiss-gpu) and the run's device is CUDA; the same
     scores to float rounding, and ties are still settled by id. (IVF stays on the CPU: no GPU was at hand to
     check its results against.)"""
-    if getattr(faiss, "get_num_gpus", lambda: 0)() == 0:
+    if getattr(faiss, "get_num_gpus", lambda: 0)() == 0 or index.ntotal < GPU_MIN_DOCS:
         return index
     from .device import current_device
 
@@ -130,6 +145,8 @@ def search(index, doc_vectors: np.ndarray, queries: np.ndarray, k: int, tie_rank
     k = min(k, n)
     exact = not hasattr(index, "nprobe")
     fetch = min(n, k + _TIE_MARGIN)
+    if fetch > GPU_MAX_K:
+        index = on_cpu(index)
     all_ids, all_scores = [], []
     with tqdm(total=len(queries), desc="search", unit="query", disable=not progress) as bar:
         for start in range(0, len(queries), options.query_block):

@@ -17,6 +17,7 @@ import numpy as np
 
 from .config import RunConfig
 from .crossencoder import load_cross_encoder
+from .device import autocast, current
 from .data import load_beir
 from .evaluate import SystemChoice, ranked, rerank_run
 from .io import write_json
@@ -115,9 +116,10 @@ class System:
         self._dataset = None
         self._model = None
         self._doc_members: list | None = None
-        # The first stage is shared between calls and indexes each rerank call's documents: one caller at a time
-        # uses it, while re-ranker scoring (the slow part) runs outside the lock, so threads can share a System.
+        # The first stage is shared between calls and indexes each rerank call's documents, and a tokenizer is not
+        # thread-safe: one caller at a time uses each, under its own lock, so threads can share a System.
         self._first_stage_lock = threading.Lock()
+        self.scoring_lock = threading.Lock()
 
     @classmethod
     def load(cls, path: str | Path, progress: bool = False) -> System:
@@ -169,6 +171,10 @@ class System:
     @property
     def model(self):
         """The chosen re-ranker (None for a first stage alone)."""
+        with self.scoring_lock:  # loaded once, whichever thread asks first
+            return self._load_model()
+
+    def _load_model(self):
         if self._model is None and self.spec.model is not None:
             # seeded as in evaluation: an untrained base model's new scoring head is drawn the same way
             self._model = load_cross_encoder(self._local(self.spec.model), self.spec.max_length,
@@ -176,8 +182,12 @@ class System:
         return self._model
 
     def _ce_scores(self, query: str, texts: list[str]) -> np.ndarray:
-        return np.asarray(self.model.predict([(query, t) for t in texts], show_progress_bar=False,
-                                             convert_to_numpy=True), dtype=np.float64).reshape(-1)
+        model = self.model
+        # the precision evaluation scored in (autocast on a GPU, nothing on the CPU); one caller at a time: a
+        # tokenizer is not thread-safe (the server replaces this lock with its batcher)
+        with self.scoring_lock, autocast(str(model.device), current().precision):
+            scores = model.predict([(query, t) for t in texts], show_progress_bar=False, convert_to_numpy=True)
+        return np.asarray(scores, dtype=np.float64).reshape(-1)
 
     def _combine(self, first: dict[str, float], query: str, texts: dict[str, str], depth: int,
                  bare: bool = False) -> tuple[dict[str, float], dict[str, float]]:

@@ -42,6 +42,15 @@ class SentenceTransformerEmbedder(Embedder):
         self.keyed_by_content = keyed_by_content
         self._model = None
 
+    def __getstate__(self) -> dict:
+        # A worker process does not share this process's compute settings: it gets them pinned.
+        from ..device import current
+
+        state = super().__getstate__()
+        state["device"] = self.device or current().device
+        state["precision"] = self.precision or current().precision
+        return state
+
     @property
     def cache_key(self) -> str:
         key = f"st:{self.name}:{self.max_seq_length}:{self.prefixes['query']}|{self.prefixes['document']}"

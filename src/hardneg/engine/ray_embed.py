@@ -41,7 +41,10 @@ class EmbedActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = [str(t) for t in batch["text"]]
-        kind: Kind = str(batch["kind"][0])  # a block, hence a batch, holds one kind
+        kinds = set(batch["kind"].tolist())
+        if len(kinds) != 1:  # each kind goes through its own pass: a mixed batch would embed queries as documents
+            raise RuntimeError(f"{self.embedder.name}: a Ray batch mixed text kinds {sorted(kinds)}")
+        kind: Kind = str(kinds.pop())
         vectors = l2_normalise(np.asarray(self.embedder.embed_batch(texts, kind), dtype=np.float32))
         if vectors.shape[0] != len(texts):
             raise RuntimeError(f"{self.embedder.name} returned {vectors.shape[0]} vectors for {len(texts)} texts")
@@ -62,8 +65,8 @@ def shipped_embedder(embedder: Embedder, compute: ComputeConfig, gpus: float) ->
 
 def embed_on_ray(embedder: Embedder, texts: dict[str, list[str]], cache_dir: str | Path, compute: ComputeConfig,
                  progress: bool = True) -> int:
-    """Embed the texts that ``cache_dir`` lacks for ``embedder`` on Ray, in one Ray Data pass: ``texts`` maps a
-    kind (document, query) to its texts. Returns how many were embedded."""
+    """Embed the texts that ``cache_dir`` lacks for ``embedder`` on Ray, one Ray Data pass per kind: ``texts`` maps
+    a kind (document, query) to its texts. Returns how many were embedded."""
     ray = connect(compute, progress)
     import pyarrow as pa
 
@@ -71,32 +74,38 @@ def embed_on_ray(embedder: Embedder, texts: dict[str, list[str]], cache_dir: str
     try:
         batch = compute.ray_batch_size or embedder.batch_size
         rows = batch * max(1, BLOCK_TEXTS // batch)
-        blocks, cached = [], 0
+        passes, cached = {}, 0
         for kind, kind_texts in texts.items():
             unique = list(dict.fromkeys(kind_texts))
             keys = {t: EmbeddingCache.key(t, kind) for t in unique}
             found = cache.rows(list(keys.values()))
             cached += len(found)
             todo = sorted((t for t in unique if keys[t] not in found), key=len)  # the local engine's order
-            # Blocks of one kind, whole batches long: each batch is a batch the local engine would embed.
-            blocks += [pa.table({"text": todo[s:s + rows], "kind": [kind] * len(todo[s:s + rows])})
-                       for s in range(0, len(todo), rows)]
-        total = sum(len(b) for b in blocks)
+            # Blocks whole batches long: each batch is a batch the local engine would embed.
+            blocks = [pa.table({"text": todo[s:s + rows], "kind": [kind] * len(todo[s:s + rows])})
+                      for s in range(0, len(todo), rows)]
+            if blocks:
+                passes[kind] = blocks
+        total = sum(len(b) for blocks in passes.values() for b in blocks)
         if not total:
             return 0
         gpus = gpus_per_worker(compute, ray)
-        workers = min(num_workers(compute, ray, gpus), len(blocks))  # an actor per block at most: more would idle
+        most = max(len(blocks) for blocks in passes.values())
+        workers = min(num_workers(compute, ray, gpus), most)  # an actor per block at most: more would idle
         threads = 1 if gpus else max(1, int(ray.cluster_resources().get("CPU", 1)) // workers)
         logger.info("%s: embedding %d texts on Ray (%d cached; %d actors, %s GPU and %d CPU each)",
                     embedder.name, total, cached, workers, gpus, threads)
-        vectors = ray.data.from_arrow(blocks).map_batches(
-            EmbedActor, fn_constructor_args=(shipped_embedder(embedder, compute, gpus), threads),
-            batch_size=batch, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
-            num_cpus=threads, num_gpus=gpus or None)
+        shipped = shipped_embedder(embedder, compute, gpus)
         with tqdm(total=total, desc=f"embed {embedder.name} on Ray", disable=not progress, unit="text") as bar:
-            for block in vectors.iter_batches(batch_size=None, batch_format="numpy"):
-                cache.put_many(dict(zip(block["key"].tolist(), block["vector"])))
-                bar.update(len(block["key"]))
+            # One pass per kind: Ray Data joins small blocks into a batch, which must never mix queries and documents.
+            for blocks in passes.values():
+                vectors = ray.data.from_arrow(blocks).map_batches(
+                    EmbedActor, fn_constructor_args=(shipped, threads), batch_size=batch, batch_format="numpy",
+                    compute=ray.data.ActorPoolStrategy(size=min(workers, len(blocks))), num_cpus=threads,
+                    num_gpus=gpus or None)
+                for block in vectors.iter_batches(batch_size=None, batch_format="numpy"):
+                    cache.put_many(dict(zip(block["key"].tolist(), block["vector"])))
+                    bar.update(len(block["key"]))
         return total
     finally:
         cache.close()

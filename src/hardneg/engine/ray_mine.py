@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..compute_config import ComputeConfig
 from ..config import MiningConfig
 from ..data import Dataset
-from ..knn import build_index
+from ..knn import build_index, on_cpu
 from ..mine import MiningResult, MiningSummary, mine
 from ..retrieve import BM25Retriever, DenseRetriever, Ensemble, Retrievers
 from ..embed import get_embedder
@@ -109,9 +109,7 @@ def ship(ensemble: Ensemble, query_texts: list[str], config: MiningConfig) -> tu
 def _serialise(index) -> np.ndarray:
     import faiss
 
-    if hasattr(faiss, "index_gpu_to_cpu") and "Gpu" in type(index).__name__:
-        index = faiss.index_gpu_to_cpu(index)
-    return faiss.serialize_index(index)
+    return faiss.serialize_index(on_cpu(index))  # a GPU index or its replicas cannot be serialised as they are
 
 
 _SHARED: dict[str, tuple] = {}

@@ -74,9 +74,9 @@ class Evaluation:
         self.choice: SystemChoice | None = None
         self.ensembles: dict[str, Ensemble] = {}
         self.system_test: dict | None = None
-        if self.tune and len(ctx.dev_ids) < SMALL_DEV:
+        if self.tune and len(self.dev_ids) < SMALL_DEV:
             logger.warning("The interpolation weight is tuned on only %d dev queries, a noisy choice; "
-                           "evaluate.interpolation_weight fixes it instead", len(ctx.dev_ids))
+                           "evaluate.interpolation_weight fixes it instead", len(self.dev_ids))
 
     def measure(self, run: RunDict) -> dict:
         """A row's metrics, overall and by document length."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import RunConfig
-from ..device import use_compute
+from ..device import current, current_device, training_arguments, use_compute
 from ..evaluate import Row
 from ..io import atomic_write, write_json
 from ..lengths import LengthSplit, length_table
@@ -36,6 +36,8 @@ def run_pipeline(config: RunConfig) -> RunResult:
     try:
         with use_compute(config.compute):  # the run's device and precision for every stage
             check_tuning(ctx)
+            if ctx.config.strategies:  # a precision training cannot use fails now, not after hours of mining
+                training_arguments(current_device(), current().precision)
             dev = dev_candidates(ctx)
             trained: dict[str, TrainedStrategy] = {s.name: train_strategy(ctx, s, dev) for s in ctx.config.strategies}
             tuned = tune_first_stages(ctx, trained)

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import numpy as np
 
@@ -124,7 +125,12 @@ def route_through(model, batcher: MicroBatcher, timeout_s: float) -> None:
         model.unbatched_predict = model.predict
 
     def predict(pairs, *args, **kwargs):  # the batcher's call fixes the options: numpy out, no progress bar
-        return batcher.submit(list(pairs)).result(timeout=timeout_s)
+        future = batcher.submit(list(pairs))
+        try:
+            return future.result(timeout=timeout_s)
+        except FutureTimeout:
+            future.cancel()  # its request has timed out: nobody will read these scores
+            raise
 
     model.predict = predict
 

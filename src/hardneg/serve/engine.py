@@ -16,6 +16,7 @@ The system is any object with ``System``'s interface: ``search(query, k)``, ``re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -48,6 +49,8 @@ class Engine:
             self.batcher = MicroBatcher(model_predict(self.model, settings.batch_pairs), settings.batch_pairs,
                                         settings.batch_wait_ms / 1000, on_batch=metrics.batch)
             route_through(self.model, self.batcher, settings.timeout_s)
+            if hasattr(system, "scoring_lock"):  # the batcher's one thread scores: concurrent callers may enter
+                system.scoring_lock = contextlib.nullcontext()
         self._first_stage = ThreadPoolExecutor(settings.max_concurrency, thread_name_prefix="hardneg-system")
         self._slots: asyncio.Semaphore | None = None
 
@@ -92,12 +95,14 @@ class Engine:
 
         try:
             return await asyncio.wait_for(run(), self.settings.timeout_s)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the built-in TimeoutError before Python 3.11
             raise RequestTimeout(f"the request took longer than the server's timeout of {self.settings.timeout_s:g} s "
                                  "(--timeout)") from None
 
     def close(self) -> None:
+        # Stop the work first, then the batcher, and only then give the model its own predict back: a thread
+        # still running would otherwise call the unbatched predict beside the batcher's thread.
+        self._first_stage.shutdown(wait=True, cancel_futures=True)
         if self.batcher is not None:
-            restore(self.model)
             self.batcher.close()
-        self._first_stage.shutdown(wait=False, cancel_futures=True)
+            restore(self.model)

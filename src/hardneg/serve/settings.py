@@ -26,7 +26,7 @@ class ServeSettings:
     max_top_k: int = 1000            # /search results per request
     timeout_s: float = 30.0          # per request, queueing included
     max_concurrency: int = 8         # requests worked on at once; the rest wait (within their timeout)
-    max_connections: int = 256       # open connections before the server answers 503
+    max_connections: int = 64        # open connections before the server answers 503 (each may buffer a body)
     batch_pairs: int = 64            # cross-encoder pairs scored together across concurrent requests
     batch_wait_ms: float = 5.0       # how long a batch waits for more pairs before it is scored
 
