@@ -7,7 +7,7 @@ TORCH := torch==2.13.0
 HARDNEG_DATA ?= ../shared/data
 export HARDNEG_DATA
 
-.PHONY: venv demo paper test test-slow docs bench bench-gpu bench-ensemble bench-chunking bench-speed example-ingest clean
+.PHONY: venv demo paper test test-slow docs bench bench-gpu bench-serve bench-ensemble bench-chunking bench-speed example-ingest clean
 
 venv: $(STAMP)
 
@@ -48,6 +48,10 @@ bench-ensemble: venv
 # memory under benchmarks/gpu/ (docs/SCALE.md). `python -P benchmarks/bench_gpu.py --dry-run` is the 2-minute check.
 bench-gpu: venv
 	$(BIN)/python -P benchmarks/bench_gpu.py
+
+# `hardneg serve` under load (50 clients x 20 requests of 20 documents) on the system `make demo` saved.
+bench-serve: venv
+	nice -n 10 $(BIN)/python -P benchmarks/serving/load.py runs/demo --name demo
 
 # Chunking strategies x aggregations for a trained SciFact re-ranker (needs `make bench` first for the model and run).
 bench-chunking: venv

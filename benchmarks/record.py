@@ -32,6 +32,7 @@ def main() -> None:
         "machine": f"{platform.platform()}, {__import__('os').cpu_count()} cores",
         "settings": results["settings"], "rows": results["rows"], "training": training,
         "mining": {k: {"seconds": v["seconds"], "summary": v["summary"]} for k, v in results["mining"].items()},
+        **({"system": results["system"]} if results.get("system") else {}),
     })
 
 
