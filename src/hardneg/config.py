@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -21,7 +21,7 @@ from pydantic import (
 from .compute_config import ComputeConfig
 from .first_stage_config import EmbedderConfig, FusionWeightsConfig
 from .rundir import slug
-from .train_config import TrainConfig
+from .train_config import AddedKeysOmitted, TrainConfig
 
 
 class _Strict(BaseModel):
@@ -159,7 +159,7 @@ class SearchConfig(_Strict):
     query_block: int = Field(4096, ge=1, description="queries searched at a time (bounds memory)")
 
 
-class EvalConfig(_Strict):
+class EvalConfig(AddedKeysOmitted):
     """What is evaluated: first stages, each re-ranker re-scoring them, and optionally the two interpolated."""
 
     split: str = Field("test", description="qrels split whose queries are evaluated (never the training split)")
@@ -174,6 +174,8 @@ class EvalConfig(_Strict):
     max_dev_queries: int | None = Field(
         500, ge=1, description="dev queries (a seeded sample) that choose the system handed over and the "
         "interpolation weight: each is re-ranked by every re-ranker, so a large query log is capped here; null: all")
+
+    _added_keys: ClassVar[tuple[str, ...]] = ("max_dev_queries",)
     metrics: list[str] = Field(default_factory=lambda: ["mrr@3", "mrr@10", "ndcg@10", "precision@1", "precision@5",
                                                         "recall@10", "recall@100", "map"],
                                description="ranx metric names")

@@ -1,5 +1,5 @@
 """How each re-ranker is trained (the ``train:`` section), and the rule that keeps keys added to a section after
-its first release out of the section's dump while they are unset, so the fingerprints of settings written before
+its first release out of the section's dump while they are at their defaults, so the fingerprints of settings written before
 them (and the finished stages they vouch for) stay valid."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serial
 
 
 class AddedKeysOmitted(BaseModel):
-    """A settings section whose ``_added_keys`` are left out of its dump while they are None."""
+    """A settings section whose ``_added_keys`` are left out of its dump while they are at their defaults."""
 
     model_config = ConfigDict(extra="forbid")
     _added_keys: ClassVar[tuple[str, ...]] = ()
@@ -19,7 +19,7 @@ class AddedKeysOmitted(BaseModel):
     def _omit_unset_added_keys(self, handler):
         dump = handler(self)
         for key in self._added_keys:
-            if key in dump and dump[key] is None:
+            if key in dump and getattr(self, key) == type(self).model_fields[key].default:
                 del dump[key]
         return dump
 
