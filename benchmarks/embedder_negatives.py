@@ -24,7 +24,7 @@ import yaml
 
 from hardneg.config import config_from_dict, fingerprint
 from hardneg.embedder import dev_retrieval_data, train_embedder
-from hardneg.evaluate import adjust_pvalues, bootstrap_ci, first_stage_run, paired_test, per_query_metrics
+from hardneg.evaluate import adjust_pvalues, first_stage_run, paired_test, per_query_metrics, test_comparison
 from hardneg.io import write_json
 from hardneg.lock import release
 from hardneg.pipeline.context import prepare
@@ -36,14 +36,6 @@ METRICS = ["ndcg@10", "mrr@10", "recall@100"]
 
 def per_query(qrels, run) -> dict[str, dict[str, float]]:
     return per_query_metrics(qrels, run, METRICS)
-
-
-def compare(base: dict[str, float], other: dict[str, float], seed: int) -> dict:
-    queries = sorted(base)
-    a, b = np.array([base[q] for q in queries]), np.array([other[q] for q in queries])
-    low, high = bootstrap_ci(b - a, 1000, seed, 0.95)
-    return {"base": float(a.mean()), "system": float(b.mean()), "gain": float((b - a).mean()), "low": low,
-            "high": high, "p_value": paired_test(a, b, seed=seed), "queries": len(queries)}
 
 
 def main() -> None:
@@ -94,8 +86,9 @@ def run_seed(ctx, member: str, seed: int) -> dict:
     members = list(config.ensemble)
     untrained = {"ensemble": ctx.retrievers.ensemble(members),
                  f"{member} alone": ctx.retrievers.ensemble([member])}
-    values = {name: per_query(qrels, first_stage_run(ctx.dataset, test_ids, ens, config.evaluate.depth))
-              for name, ens in untrained.items()}
+    base_runs = {name: first_stage_run(ctx.dataset, test_ids, ens, config.evaluate.depth)
+                 for name, ens in untrained.items()}
+    values = {name: per_query(qrels, run) for name, run in base_runs.items()}
     out: dict = {"train_queries": len(ctx.train_ids), "dev_queries": len(ctx.dev_ids), "test_queries": len(test_ids),
                  "untrained": {name: {m: float(np.mean(list(v[m].values()))) for m in METRICS}
                                for name, v in values.items()}, "strategies": {}, "per_query": {}}
@@ -110,15 +103,16 @@ def run_seed(ctx, member: str, seed: int) -> dict:
         trained_s = time.perf_counter() - started
         tuned = {"alone": ctx.retrievers.ensemble([str(model)]),
                  "fused": ctx.retrievers.ensemble([str(model) if m == member else m for m in members])}
-        found = {how: per_query(qrels, first_stage_run(ctx.dataset, test_ids, ens, config.evaluate.depth))
-                 for how, ens in tuned.items()}
+        runs = {how: first_stage_run(ctx.dataset, test_ids, ens, config.evaluate.depth) for how, ens in tuned.items()}
+        found = {how: per_query(qrels, run) for how, run in runs.items()}
         out["strategies"][strategy.name] = {
             "pairs": len(pairs), "train_and_mine_seconds": round(trained_s, 1),
             "seconds_total": round(time.perf_counter() - started, 1),
             **{how: {m: float(np.mean(list(v[m].values()))) for m in METRICS} for how, v in found.items()},
-            "alone_vs_untrained_member": compare(values[f"{member} alone"]["ndcg@10"], found["alone"]["ndcg@10"],
-                                                 seed),
-            "fused_vs_untrained_ensemble": compare(values["ensemble"]["ndcg@10"], found["fused"]["ndcg@10"], seed)}
+            "alone_vs_untrained_member": test_comparison(qrels, base_runs[f"{member} alone"], runs["alone"],
+                                                         ["ndcg@10"], seed=seed)["ndcg@10"],
+            "fused_vs_untrained_ensemble": test_comparison(qrels, base_runs["ensemble"], runs["fused"], ["ndcg@10"],
+                                                           seed=seed)["ndcg@10"]}
         out["per_query"].update({f"{strategy.name} {how}": v["ndcg@10"] for how, v in found.items()})
         print(strategy.name, {k: v for k, v in out["strategies"][strategy.name].items()
                               if k in ("alone", "fused", "seconds_total")}, file=sys.stderr, flush=True)

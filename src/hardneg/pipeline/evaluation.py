@@ -68,9 +68,9 @@ class Evaluation:
         self.dev_ids = sample_queries(ctx.dev_ids, ev.max_dev_queries, ctx.config.seed)
         self.dev_qrels: Qrels = {q: documents.qrels[ctx.config.train_split][q] for q in self.dev_ids}
         self.fixed_weight = ev.interpolate and ev.interpolation_weight is not None
-        self.tune = ev.interpolate and not self.fixed_weight and bool(ctx.dev_ids)
+        self.tune = ev.interpolate and not self.fixed_weight and bool(self.dev_ids)
         # The system a run hands over is chosen on dev queries, so they are scored whenever there are any.
-        self.dev = bool(ctx.dev_ids)
+        self.dev = bool(self.dev_ids)
         self.choice: SystemChoice | None = None
         self.ensembles: dict[str, Ensemble] = {}
         self.system_test: dict | None = None

@@ -17,29 +17,28 @@ from .settings import option
 _STRICT = ConfigDict(strict=True, extra="allow")
 
 
-class CohereV1Rerank(BaseModel):
-    """Cohere v1: documents are strings or objects (their ``text``, or the ``rank_fields`` named)."""
+class _CohereRerank(BaseModel):
+    """What Cohere's v1 and v2 re-rank requests share."""
 
     model_config = _STRICT
     query: str
     documents: list[str | dict[str, Any]]
     model: str | None = None
     top_n: int | None = Field(None, ge=1)
-    rank_fields: list[str] | None = None
     return_documents: bool = False
+
+
+class CohereV1Rerank(_CohereRerank):
+    """Cohere v1: documents are strings or objects (their ``text``, or the ``rank_fields`` named)."""
+
+    rank_fields: list[str] | None = None
     max_chunks_per_doc: int | None = None
 
 
-class CohereV2Rerank(BaseModel):
+class CohereV2Rerank(_CohereRerank):
     """Cohere v2: documents are strings (objects with a ``text`` are taken too, as earlier v2 versions sent)."""
 
-    model_config = _STRICT
-    query: str
-    documents: list[str | dict[str, Any]]
-    model: str | None = None
-    top_n: int | None = Field(None, ge=1)
     max_tokens_per_doc: int | None = Field(None, ge=1)
-    return_documents: bool = False
 
 
 class TEIRerank(BaseModel):
