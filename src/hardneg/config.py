@@ -175,7 +175,17 @@ class EvalConfig(AddedKeysOmitted):
         500, ge=1, description="dev queries (a seeded sample) that choose the system handed over and the "
         "interpolation weight: each is re-ranked by every re-ranker, so a large query log is capped here; null: all")
 
-    _added_keys: ClassVar[tuple[str, ...]] = ("max_dev_queries",)
+    cross_fit: Literal["auto", "always", "never"] = Field(
+        "auto", description="choose the system on every training query, each scored by a re-ranker trained "
+        "without it (k-fold cross-fitting; costs cross_fit_folds more trainings per cross-fitted strategy): "
+        "auto when the dev split has fewer than 30 queries, too few to decide on")
+    cross_fit_folds: int = Field(5, ge=2, description="folds of the training queries when cross-fitting")
+    cross_fit_strategies: list[str] | None = Field(
+        None, description="strategies whose re-rankers are cross-fitted (the others cannot be the system handed "
+        "over while cross-fitting); default: 'ensemble' when the run has it, else every strategy")
+
+    _added_keys: ClassVar[tuple[str, ...]] = ("max_dev_queries", "cross_fit", "cross_fit_folds",
+                                              "cross_fit_strategies")
     metrics: list[str] = Field(default_factory=lambda: ["mrr@3", "mrr@10", "ndcg@10", "precision@1", "precision@5",
                                                         "recall@10", "recall@100", "map"],
                                description="ranx metric names")
@@ -305,6 +315,22 @@ class RunConfig(_Strict):
         if extra:
             raise ValueError(f"evaluate.rerank names {sorted(extra)}, which are not in evaluate.first_stages")
         return self
+
+    @model_validator(mode="after")
+    def _cross_fit_names(self) -> RunConfig:
+        unknown = set(self.evaluate.cross_fit_strategies or []) - {s.name for s in self.strategies}
+        if unknown:
+            raise ValueError(f"evaluate.cross_fit_strategies names {sorted(unknown)}, which are not strategies of "
+                             f"this run ({[s.name for s in self.strategies]})")
+        return self
+
+    def cross_fitted(self) -> list[StrategyConfig]:
+        """The strategies whose re-rankers are cross-fitted when the run cross-fits (evaluate.cross_fit)."""
+        names = self.evaluate.cross_fit_strategies
+        if names is None:
+            named = [s for s in self.strategies if s.name == "ensemble"]
+            return named or list(self.strategies)
+        return [s for s in self.strategies if s.name in names]
 
     @field_validator("strategies")
     @classmethod

@@ -62,6 +62,10 @@ class StrategyFolder:
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
 
+    def fold(self, number: int) -> Path:
+        """Where cross-fitting trains this strategy's re-ranker without fold ``number``'s queries."""
+        return self.path / "crossfit" / f"fold{number}"
+
     def round(self, number: int) -> StrategyFolder:
         """The folder of mining round ``number`` (round 1 is this folder)."""
         return self if number <= 1 else StrategyFolder(self.path / f"round{number}")

@@ -107,12 +107,14 @@ def held_out_gains(values: np.ndarray, first: np.ndarray, folds: int, seed: int)
 def choose_system(baseline: str, dev_qrels: Qrels, dev_runs: dict[str, RunDict],
                   dev_scores: dict[str, dict[str, dict[str, dict[str, float]]]], depth: int, metric: str = "ndcg@10",
                   level: float = 0.90, resamples: int = 1000, seed: int = 42, min_queries: int = 10,
-                  weights: tuple[float, ...] = ALPHAS[1:], folds: int = 5) -> SystemChoice:
+                  weights: tuple[float, ...] = ALPHAS[1:], folds: int = 5, cross_fitted: bool = False) -> SystemChoice:
     """The system to hand over, from dev queries only. ``dev_runs``: each candidate first stage's dev run (the
     untrained ``baseline`` among them); ``dev_scores``: first stage -> re-ranker -> its scores of that run's top
     ``depth``. Candidates: every other first stage alone, and every re-ranker over every first stage at every
     interpolation weight of ``weights`` (the run's: all of them, its fixed weight, or 1.0 alone). The gate reads
-    the ``folds``-fold cross-validated gain of the selection, not the winner's own dev gain."""
+    the ``folds``-fold cross-validated gain of the selection, not the winner's own dev gain. ``cross_fitted``: the
+    dev queries are training queries, each scored by a re-ranker trained without it (only the wording changes)."""
+    dev = "cross-fitted training queries" if cross_fitted else "dev queries"
     base = {"metric": metric, "level": level, "baseline": baseline}
     queries = sorted(q for q in dev_qrels if q in dev_runs.get(baseline, {}))
     candidates = [Candidate(fs, None, 0.0) for fs in dev_runs if fs != baseline]
@@ -148,15 +150,16 @@ def choose_system(baseline: str, dev_qrels: Qrels, dev_runs: dict[str, RunDict],
                     cv_interval=(cv_low, cv_high), cv_p_value=p_value, folds=len(picks),
                     fold_agreement=float(np.mean([p == chosen for p in picks])))
     interval = (f"{held_out.mean():+.3f} {metric} over the untrained {baseline} cross-validated on {len(queries)} "
-                f"dev queries ({len(picks)} folds), {level:.0%} interval [{cv_low:+.3f}, {cv_high:+.3f}], "
-                f"p {p_value:.3f}; {gain.mean():+.3f} on all dev queries, where it was picked")
+                f"{dev} ({len(picks)} folds), {level:.0%} interval [{cv_low:+.3f}, {cv_high:+.3f}], "
+                f"p {p_value:.3f}; {gain.mean():+.3f} on all {dev}, where it was picked")
     label = candidate.first_stage + (f" + {candidate.reranker} (weight {candidate.weight:.1f})"
                                      if candidate.reranker else "")
     if len(queries) >= min_queries and cv_low > 0 and p_value < 1 - level:
         return SystemChoice(**base, first_stage=candidate.first_stage, reranker=candidate.reranker,
                             mode=candidate.mode, weight=candidate.weight if candidate.reranker else None,
                             **evidence, reason=f"{label} gains {interval}")
-    why = (f"too few dev queries to decide (at least {min_queries}; raise dev_fraction or add queries)"
+    more = "add training queries" if cross_fitted else "raise dev_fraction, cross-fit or add queries"
+    why = (f"too few {dev} to decide (at least {min_queries}; {more})"
            if len(queries) < min_queries else "not a clear gain")
     return SystemChoice(**base, first_stage=baseline, reranker=None, mode=FIRST_STAGE, weight=None, **evidence,
                         reason=f"first stage alone: the best candidate, {label}, gains {interval}: {why}")

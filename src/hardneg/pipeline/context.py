@@ -38,6 +38,8 @@ class RunContext:
     train_ids: list[str]
     dev_ids: list[str]
     pairs: list[tuple[str, str]]
+    # training queries that are also test queries (same id or text): never dev queries
+    test_overlap: frozenset[str] = frozenset()
 
 
 def prepare(config: RunConfig) -> RunContext:
@@ -90,4 +92,4 @@ def _prepare(config: RunConfig, folder: RunFolder) -> RunContext:
                   else Retrievers(dataset, config, cache_dir))
     chunks = chunked.chunks if chunked is not None else None
     return RunContext(config, folder, Path(dataset_path), documents, dataset, chunks, retrievers, train_ids, dev_ids,
-                      pairs)
+                      pairs, frozenset(shared))

@@ -36,10 +36,9 @@ from ..lengths import LengthSplit, document_tokens, metrics_by_length, split_by_
 from ..retrieve import Ensemble
 from ..splits import sample_queries
 from .context import RunContext
+from .crossfit import SMALL_DEV, CrossFit, HeldOut
 
 logger = logging.getLogger(__name__)
-# Below this many dev queries a tuned interpolation weight is a noisy choice (docs/RESULTS.md), so the run warns.
-SMALL_DEV = 30
 SPLITS = ("test", "dev")
 
 
@@ -56,16 +55,19 @@ class Evaluation:
     """Evaluates first stages and re-rankers on one run's test queries (and tunes interpolation on its dev ones)."""
 
     def __init__(self, ctx: RunContext, length_split: LengthSplit | None = None,
-                 tuned_first_stages: dict[str, Ensemble] | None = None):
+                 tuned_first_stages: dict[str, Ensemble] | None = None, cross_fit: CrossFit | None = None):
         """``tuned_first_stages``: first stages the run tuned (fine-tuned members, learned fusion), evaluated after
-        the configured ones and candidates for the system the run hands over."""
+        the configured ones and candidates for the system the run hands over. ``cross_fit``: the dev queries are
+        then every training query, each scored by a re-ranker trained without it (:mod:`.crossfit`)."""
         self.ctx, self.config, self.length_split = ctx, ctx.config, length_split
         self.tuned = dict(tuned_first_stages or {})
+        self.cross_fit = cross_fit if cross_fit is not None and cross_fit.strategies else None
         ev = self.ev = ctx.config.evaluate
         documents = ctx.documents
         test_ids = sample_queries(sorted(documents.positives(ev.split)), ev.max_queries, ctx.config.seed)
         self.test_qrels: Qrels = {q: documents.qrels[ev.split][q] for q in test_ids}
-        self.dev_ids = sample_queries(ctx.dev_ids, ev.max_dev_queries, ctx.config.seed)
+        self.dev_ids = (list(self.cross_fit.queries) if self.cross_fit
+                        else sample_queries(ctx.dev_ids, ev.max_dev_queries, ctx.config.seed))
         self.dev_qrels: Qrels = {q: documents.qrels[ctx.config.train_split][q] for q in self.dev_ids}
         self.fixed_weight = ev.interpolate and ev.interpolation_weight is not None
         self.tune = ev.interpolate and not self.fixed_weight and bool(self.dev_ids)
@@ -117,16 +119,42 @@ class Evaluation:
         return document_scores(store.scores, run, self.ev.rerank_depth, chunks.doc_chunks,
                                self.config.chunking.aggregation)
 
+    def dev_scorers(self, system: str, model_path: str) -> list[HeldOut]:
+        """The models that score ``system``'s dev queries, each the queries it never trained on."""
+        default = [HeldOut(tuple(self.dev_ids), model_path)]
+        return self.cross_fit.held_out.get(system, default) if self.cross_fit else default
+
+    def dev_covered(self, system: str) -> set[str]:
+        """The dev queries ``system`` has scores for (all of them, unless it trained on some)."""
+        return {q for held in self.dev_scorers(system, "") for q in held.queries}
+
     def score(self, system: str, model_path: str, stages: dict[str, dict[str, RunDict]]) -> dict[str, ScoreStore]:
-        """Score the pairs the re-ranker needs on test (and dev when tuning); stored scores are reused."""
-        config = self.config
-        model = load_cross_encoder(model_path, config.train.max_length, seed=config.seed)
-        made_by = fingerprint(system, training_info(model_path).get("fingerprint") or model_path,
-                              config.train.max_length, config.seed)
-        stores = {split: ScoreStore(self.ctx.folder.scores(system, split), made_by) for split in SPLITS}
-        for split in SPLITS if self.dev else ("test",):
-            needed = self.pairs_to_score({name: runs[split] for name, runs in stages.items()})
-            score_pairs(model, self.ctx.dataset, needed, stores[split], self.ev.batch_size, config.progress)
+        """Score the pairs the re-ranker needs on test and dev (each dev query by a model that never trained on
+        it); stored scores are reused."""
+        config, folder = self.config, self.ctx.folder
+        loaded: dict[str, object] = {}
+
+        def into(store: ScoreStore, path: str, runs: dict[str, RunDict]) -> None:
+            needed = store.missing(self.pairs_to_score(runs))
+            if needed:
+                if path not in loaded:
+                    loaded[path] = load_cross_encoder(path, config.train.max_length, seed=config.seed)
+                score_pairs(loaded[path], self.ctx.dataset, needed, store, self.ev.batch_size, config.progress)
+
+        def store_for(split: str, path: str) -> ScoreStore:
+            return ScoreStore(folder.scores(system, split), fingerprint(
+                system, training_info(path).get("fingerprint") or path, config.train.max_length, config.seed))
+
+        stores = {"test": store_for("test", model_path)}
+        into(stores["test"], model_path, {name: runs["test"] for name, runs in stages.items()})
+        if self.dev:
+            scorers = self.dev_scorers(system, model_path)
+            stores["dev"] = merged = ScoreStore(None)
+            for number, held in enumerate(scorers, start=1):
+                store = store_for("dev" if len(scorers) == 1 else f"dev.fold{number}", held.model)
+                into(store, held.model, {name: {q: runs["dev"][q] for q in held.queries if q in runs["dev"]}
+                                         for name, runs in stages.items()})
+                merged.scores.update(store.scores)
         return stores
 
     def rerank_rows(self, system: str, name: str, runs: dict[str, RunDict], scores: dict[str, dict],
@@ -139,13 +167,17 @@ class Evaluation:
         write_trec(folder.trec(name, ev.split, system), reranked, slug(system))
         rows = [Row(name, system, "rerank", **self.measure(reranked))]
         systems[system] = reranked
-        if self.tune:
-            alpha, curve = tune_alpha(self.dev_qrels, runs["dev"], scores["dev"], ev.rerank_depth)
+        covered = self.dev_covered(system) if self.tune else set()
+        if covered:
+            qrels = {q: r for q, r in self.dev_qrels.items() if q in covered}
+            alpha, curve = tune_alpha(qrels, {q: runs["dev"][q] for q in qrels}, scores["dev"], ev.rerank_depth)
             logger.info("Interpolation weight for %s on %s: %.1f (dev nDCG@10 by weight: %s)", system, name,
                         alpha, ", ".join(f"{a:.1f}: {v:.3f}" for a, v in curve.items()))
         elif self.fixed_weight:
             alpha, curve = ev.interpolation_weight, {}
         else:
+            if self.tune:
+                logger.warning("No dev query %s was not trained on: its interpolation is not evaluated", system)
             return rows
         mixed = rerank_run(runs["test"], test_scores, ev.rerank_depth, alpha)
         write_trec(folder.trec(name, ev.split, system, interpolated=True), mixed, f"{slug(system)}+interpolated")
@@ -182,7 +214,14 @@ class Evaluation:
         """Choose the system to hand over on dev queries, then measure it against the untrained ``baseline``
         first stage on test."""
         ev, config = self.ev, self.config
-        candidates = [baseline, *self.tuned]
+        # Cross-fitted dev queries are training queries, which the tuned first stages were tuned on.
+        candidates = [baseline] if self.cross_fit else [baseline, *self.tuned]
+        if self.cross_fit and self.tuned:
+            logger.warning("Cross-fitting: the tuned first stages %s were tuned on the training queries the system "
+                           "is chosen on, so they are not candidates", sorted(self.tuned))
+        everything = set(self.dev_ids)
+        dev_scores = {fs: {r: s for r, s in scores["dev"].get(fs, {}).items() if self.dev_covered(r) >= everything}
+                      for fs in candidates}
         if ev.rerank is not None and baseline not in ev.rerank:
             logger.warning("The re-rankers re-score %s, not the first stage %s every candidate is measured against: "
                            "the system handed over can only be a first stage", ev.rerank, baseline)
@@ -190,8 +229,8 @@ class Evaluation:
         weights = ((1.0,) if not ev.interpolate else (ev.interpolation_weight, 1.0) if self.fixed_weight
                    else ALPHAS[1:])
         self.choice = choose_system(baseline, self.dev_qrels, {fs: stages[fs]["dev"] for fs in candidates},
-                                    {fs: scores["dev"].get(fs, {}) for fs in candidates}, ev.rerank_depth,
-                                    seed=config.seed, resamples=ev.bootstrap, weights=weights)
+                                    dev_scores, ev.rerank_depth, seed=config.seed, resamples=ev.bootstrap,
+                                    weights=weights, cross_fitted=self.cross_fit is not None)
         logger.info("Chosen system: %s", self.choice.reason)
         c = self.choice
         chosen = Candidate(c.first_stage, c.reranker, c.weight or 0.0)

@@ -16,6 +16,7 @@ from ..retrieve import Ensemble
 from ..report import results_markdown
 from ..system import save_system
 from .context import RunContext, prepare
+from .crossfit import CrossFit, cross_fit, cross_fit_queries
 from .evaluation import Evaluation, length_split_of, rerankers_to_evaluate
 from .first_stage import check_tuning, tune_first_stages
 from .training import TrainedStrategy, dev_candidates, train_strategy
@@ -41,9 +42,12 @@ def run_pipeline(config: RunConfig) -> RunResult:
             dev = dev_candidates(ctx)
             trained: dict[str, TrainedStrategy] = {s.name: train_strategy(ctx, s, dev) for s in ctx.config.strategies}
             tuned = tune_first_stages(ctx, trained)
+            queries = cross_fit_queries(ctx)
+            folds = cross_fit(ctx, trained, queries) if queries else None
             models = {name: t.model for name, t in trained.items()}
             return evaluate_and_write(ctx, rerankers_to_evaluate(ctx, models),
-                                      {n: t.mining for n, t in trained.items()}, tuned.ensembles, tuned.record)
+                                      {n: t.mining for n, t in trained.items()}, tuned.ensembles, tuned.record,
+                                      folds)
     finally:
         release(ctx.folder.lock)  # the folder's next run (or another process) may own it now
 
@@ -61,15 +65,17 @@ def evaluate_models(config: RunConfig, models: dict[str, str]) -> RunResult:
 
 
 def evaluate_and_write(ctx: RunContext, rerankers: dict[str, str], mining: dict[str, dict],
-                       tuned: dict[str, Ensemble] | None = None, first_stage: dict | None = None) -> RunResult:
+                       tuned: dict[str, Ensemble] | None = None, first_stage: dict | None = None,
+                       folds: CrossFit | None = None) -> RunResult:
     """Evaluate (the configured first stages, then ``tuned`` ones), then write results.json and results.md."""
     length_split = length_split_of(ctx)
-    evaluation = Evaluation(ctx, length_split, tuned)
+    evaluation = Evaluation(ctx, length_split, tuned, folds)
     rows = evaluation.run(rerankers)
     system = None
     if evaluation.choice is not None:
         system = {"choice": evaluation.choice.as_dict(), "test": evaluation.system_test,
-                  **({"first_stage_tuning": first_stage} if first_stage else {})}
+                  **({"first_stage_tuning": first_stage} if first_stage else {}),
+                  **({"cross_fit": evaluation.cross_fit.as_dict()} if evaluation.cross_fit else {})}
         save_system(ctx.folder, ctx.config, ctx.dataset_path, evaluation.choice, rerankers, evaluation.system_test,
                     evaluation.ensembles[evaluation.choice.first_stage])
     return write_results(ctx, rows, mining, length_split, system)

@@ -26,14 +26,16 @@ class TrainedStrategy:
     pairs: list[MinedPair]    # the last round's mined pairs
 
 
-def dev_candidates(ctx: RunContext) -> list[dict] | None:
+def dev_candidates(ctx: RunContext, exclude: frozenset[str] = frozenset()) -> list[dict] | None:
     """The dev queries' first-stage candidates that pick each training run's best checkpoint: the same for every
-    strategy, so the pick is fair."""
+    strategy, so the pick is fair. ``exclude``: dev queries the checkpoint must not be picked on (a
+    cross-fitting fold's own)."""
     config = ctx.config
-    if not (config.train.dev_eval and ctx.dev_ids):
+    queries = [q for q in ctx.dev_ids if q not in exclude]
+    if not (config.train.dev_eval and queries):
         return None
     first = ctx.retrievers.first_stage(config.evaluate.first_stages[0])
-    return dev_samples(ctx.dataset, first_stage_run(ctx.dataset, ctx.dev_ids, first, config.train.dev_depth),
+    return dev_samples(ctx.dataset, first_stage_run(ctx.dataset, queries, first, config.train.dev_depth),
                        ctx.dataset.qrels[config.train_split], config.train.dev_depth, config.train.dev_max_queries)
 
 

@@ -1,0 +1,114 @@
+"""Cross-fitting: when the dev split is too small to choose the system on, every training query becomes a dev
+query, scored by a re-ranker that was trained without it.
+
+The training queries (with the held-out dev ones) are split into seeded folds; for each fold, each cross-fitted
+strategy trains a re-ranker on the mined pairs of the queries outside the fold, with the strategy's own negatives
+and settings. Every query's dev score then comes from a model that never saw the query, so the system choice and
+the interpolation weight are decided on all of them instead of on a handful of dev queries. The re-ranker handed
+over is still the strategy's own, trained on every training query; the folds' re-rankers see (k-1)/k of its pairs,
+so the evidence they give is, if anything, conservative.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+
+from ..config import StrategyConfig, fingerprint
+from ..splits import sample_queries
+from ..train import train_reranker
+from .context import RunContext
+from .training import TrainedStrategy, augmented, dev_candidates
+
+logger = logging.getLogger(__name__)
+# Below this many dev queries the system choice cannot decide (and a tuned interpolation weight is noisy), so
+# evaluate.cross_fit "auto" cross-fits (docs/RESULTS.md, "Six collections").
+SMALL_DEV = 30
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """A re-ranker and the dev queries it scores: queries it was never trained on."""
+
+    queries: tuple[str, ...]
+    model: str
+
+
+@dataclass(frozen=True)
+class CrossFit:
+    """The dev queries of a cross-fitted run and, per trained re-ranker, the models that score them."""
+
+    queries: list[str]
+    folds: int
+    held_out: dict[str, list[HeldOut]] = field(default_factory=dict)
+    strategies: tuple[str, ...] = ()   # the cross-fitted ones
+
+    def as_dict(self) -> dict:
+        return {"queries": len(self.queries), "folds": self.folds, "strategies": list(self.strategies)}
+
+
+def cross_fit_queries(ctx: RunContext) -> list[str]:
+    """The queries the system is chosen on when this run cross-fits (every training query that is not also a test
+    query, at most ``evaluate.max_dev_queries``), or [] when it does not."""
+    config = ctx.config
+    ev = config.evaluate
+    if not config.strategies or ev.cross_fit == "never":
+        return []
+    dev = sample_queries(ctx.dev_ids, ev.max_dev_queries, config.seed)
+    if ev.cross_fit == "auto" and len(dev) >= SMALL_DEV:
+        return []
+    queries = sorted((set(ctx.train_ids) | set(ctx.dev_ids)) - ctx.test_overlap)
+    return sample_queries(queries, ev.max_dev_queries, config.seed)
+
+
+def split_folds(queries: list[str], folds: int, seed: int) -> list[list[str]]:
+    """``queries`` dealt into ``folds`` seeded folds of (nearly) equal size, each in the input order."""
+    def key(q: str) -> str:
+        return hashlib.sha256(f"{seed}\x00fold\x00{q}".encode()).hexdigest()
+
+    fold_of = {q: i % folds for i, q in enumerate(sorted(queries, key=key))}
+    return [[q for q in queries if fold_of[q] == i] for i in range(folds)]
+
+
+def train_folds(ctx: RunContext, strategy: StrategyConfig, trained: TrainedStrategy,
+                folds: list[list[str]]) -> list[HeldOut] | None:
+    """The strategy's re-ranker trained once per fold without that fold's queries (reused when finished, resumed
+    when interrupted, as every training); None when some fold would have no pairs to train on."""
+    config = ctx.config
+    num_negatives = config.mining_for(strategy).num_negatives
+    extra = augmented(ctx, strategy, num_negatives)
+    folder = ctx.folder.strategy(strategy.name)
+    out = []
+    for number, fold in enumerate(folds, start=1):
+        held = frozenset(fold)
+        pairs = [p for p in trained.pairs if p.query_id not in held]
+        if not pairs:
+            logger.warning("Cross-fitting %s: fold %d holds every training query; not cross-fitted",
+                           strategy.name, number)
+            return None
+        card = {"dataset": ctx.dataset.name, "split": config.train_split, "strategy": strategy.name,
+                "cross_fit": f"fold {number} of {len(folds)}: trained without {len(held)} queries"}
+        model = train_reranker(
+            pairs, folder.fold(number), config.train, num_negatives, seed=config.seed, progress=config.progress,
+            fingerprint=fingerprint(trained.mining["fingerprint"], config.train, config.seed, sorted(held)),
+            dev=dev_candidates(ctx, exclude=held), card=card, extra_pairs=extra)
+        out.append(HeldOut(tuple(fold), str(model)))
+    return out
+
+
+def cross_fit(ctx: RunContext, trained: dict[str, TrainedStrategy], queries: list[str]) -> CrossFit:
+    """Train the cross-fitted strategies' fold re-rankers over ``queries``. A trained strategy that is not
+    cross-fitted scores only the held-out dev queries (the others trained it), so it cannot be the system handed
+    over; re-rankers the run did not train (the base model, extra ones) score every query with their own model."""
+    k = min(ctx.config.evaluate.cross_fit_folds, len(queries))
+    dev = frozenset(ctx.dev_ids)
+    held_out = {name: [HeldOut(tuple(q for q in queries if q in dev), str(t.model))] for name, t in trained.items()}
+    done = []
+    for strategy in ctx.config.cross_fitted() if k >= 2 else []:
+        logger.info("Cross-fitting %s over %d training queries (%d folds)", strategy.name, len(queries), k)
+        found = train_folds(ctx, strategy, trained[strategy.name], split_folds(queries, k, ctx.config.seed))
+        if found is not None:
+            held_out[strategy.name] = found
+            done.append(strategy.name)
+    return CrossFit(queries, k, held_out, tuple(done))

@@ -1,0 +1,93 @@
+"""Cross-fitting: with too few dev queries, the system is chosen on every training query, each scored by a
+re-ranker that never trained on it; nothing of the test split takes part."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+import hardneg.pipeline.crossfit as crossfit_stage
+import hardneg.pipeline.evaluation as evaluation_stage
+from hardneg import load_config, run
+from hardneg.pipeline.crossfit import split_folds
+
+TRAIN_QUERIES = {"q1", "q2", "q3", "q4", "q5"}
+TEST_QUERIES = {"q6", "q7", "q8", "q9"}
+
+
+def test_folds_are_disjoint_balanced_seeded_and_keep_the_input_order():
+    queries = [f"q{i:02d}" for i in range(23)]
+    folds = split_folds(queries, 5, seed=3)
+    assert sorted(q for f in folds for q in f) == queries
+    assert sorted(len(f) for f in folds) == [4, 4, 5, 5, 5]
+    assert all(f == sorted(f) for f in folds)
+    assert split_folds(queries, 5, seed=3) == folds and split_folds(queries, 5, seed=4) != folds
+    # a query's fold does not depend on the other queries' order
+    assert split_folds(list(reversed(queries)), 5, seed=3) == [list(reversed(f)) for f in folds]
+
+
+def _config(tmp_path, beir_dir, tiny_bert, **evaluate):
+    cfg = {"dataset": str(beir_dir), "output": str(tmp_path / "run"), "seed": 7, "dev_fraction": 0.2,
+           "ensemble": ["hash", "bm25"], "progress": False, "mining": {"num_negatives": 2, "depth": 8},
+           "strategies": ["random", "ensemble"],
+           "train": {"base_model": tiny_bert, "epochs": 1, "batch_size": 4, "max_length": 32},
+           "evaluate": {"depth": 10, "rerank_depth": 5, "batch_size": 16, "include_base": False,
+                        "cross_fit_folds": 3, **evaluate}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_each_fold_model_never_trains_on_the_queries_it_scores(tmp_path, beir_dir, tiny_bert, monkeypatch):
+    trained: list[tuple[str, set[str]]] = []
+    real_train = crossfit_stage.train_reranker
+
+    def spy_train(pairs, output_dir, *args, **kwargs):
+        trained.append((str(output_dir), {p.query_id for p in pairs}))
+        return real_train(pairs, output_dir, *args, **kwargs)
+
+    seen: list[dict] = []
+    real_choose = evaluation_stage.choose_system
+
+    def spy_choose(baseline, dev_qrels, dev_runs, dev_scores, *args, **kwargs):
+        seen.append({"queries": set(dev_qrels), "scored": {r: set(s) for by in dev_scores.values()
+                                                           for r, s in by.items()}})
+        return real_choose(baseline, dev_qrels, dev_runs, dev_scores, *args, **kwargs)
+
+    monkeypatch.setattr(crossfit_stage, "train_reranker", spy_train)
+    monkeypatch.setattr(evaluation_stage, "choose_system", spy_choose)
+    result = run(load_config(_config(tmp_path, beir_dir, tiny_bert)))  # auto: 1 dev query, so it cross-fits
+
+    assert result.system["cross_fit"] == {"queries": 5, "folds": 3, "strategies": ["ensemble"]}
+    folds = split_folds(sorted(TRAIN_QUERIES), 3, seed=7)
+    assert len(trained) == 3  # only the ensemble strategy is cross-fitted
+    for number, fold in enumerate(folds, start=1):
+        output, queries = next((o, q) for o, q in trained if o.endswith(f"crossfit/fold{number}"))
+        assert queries and not queries & set(fold)
+        assert (tmp_path / "run" / "strategies" / "ensemble" / "crossfit" / f"fold{number}" / "model").is_dir()
+    # The choice sees every training query and no test query; only the cross-fitted re-ranker is a candidate (the
+    # random one trained on four of the five queries, so it scores only the held-out dev query).
+    choice = seen[-1]
+    assert choice["queries"] == TRAIN_QUERIES and not choice["queries"] & TEST_QUERIES
+    assert set(choice["scored"]) == {"ensemble"} and choice["scored"]["ensemble"] == TRAIN_QUERIES
+    assert result.system["choice"]["dev_queries"] == 5 and "cross-fitted" in result.system["choice"]["reason"]
+    per_fold = sorted((tmp_path / "run" / "scores").glob("ensemble.dev.fold*.json"))
+    assert len(per_fold) == 3
+    scored = [set(json.loads(p.read_text())["scores"]) for p in per_fold]
+    assert sorted(q for s in scored for q in s) == sorted(TRAIN_QUERIES)
+
+    # A rerun reuses every fold model and every stored score.
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("model.safetensors")}
+    again = run(load_config(_config(tmp_path, beir_dir, tiny_bert)))
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    assert again.system["choice"] == result.system["choice"]
+
+
+def test_never_keeps_the_dev_split_and_the_strategy_names_are_checked(tmp_path, beir_dir, tiny_bert):
+    result = run(load_config(_config(tmp_path, beir_dir, tiny_bert, cross_fit="never")))
+    assert "cross_fit" not in result.system and result.system["choice"]["dev_queries"] == 1
+    assert not (tmp_path / "run" / "strategies" / "ensemble" / "crossfit").exists()
+    with pytest.raises(ValueError, match="cross_fit_strategies names \\['bm25'\\]"):
+        load_config(_config(tmp_path, beir_dir, tiny_bert, cross_fit_strategies=["bm25"]))
