@@ -118,3 +118,40 @@ def test_a_time_budget_ends_training_at_the_first_step_past_it_and_says_so(datas
     assert "max_minutes" not in TrainConfig().model_dump() and "max_minutes" in config.model_dump()
     assert "max_minutes" not in EmbedderConfig(enabled=True).model_dump()
     assert fingerprint(TrainConfig()) == "5262dd73d916"
+
+
+def test_a_step_floor_raises_epochs_only_for_a_small_training_set(dataset, tiny_bert, tmp_path):
+    import json
+
+    from hardneg.config import MiningConfig, fingerprint
+    from hardneg.mine import mine, training_pairs
+    from hardneg.schedule import planned_epochs
+
+    assert planned_epochs(rows=20, batch=8, config=TrainConfig(min_steps=30)) == 10.0   # 3 steps a pass
+    assert planned_epochs(rows=800, batch=8, config=TrainConfig(min_steps=30)) == 1.0  # 100 steps a pass
+    assert planned_epochs(rows=20, batch=8, config=TrainConfig()) == 1.0
+    pairs = mine(dataset, training_pairs(dataset, "train"), None, MiningConfig(num_negatives=2), "random",
+                 progress=False).pairs
+    config = TrainConfig(base_model=tiny_bert, loss="triplet", batch_size=4, max_length=32, dev_eval=False,
+                         min_steps=6)
+    final = train_reranker(pairs, tmp_path, config, 2, progress=False, fingerprint="floor", seed=7)
+    assert json.loads((final / "hardneg_training.json").read_text())["steps"] == 6  # 6 pairs: 2 steps a pass
+    # unset, the floor is left out of the dump, so fingerprints written before it existed still hold
+    assert "min_steps" not in TrainConfig().model_dump() and config.model_dump()["min_steps"] == 6
+    assert fingerprint(TrainConfig()) == "5262dd73d916"
+
+
+def test_an_added_key_whose_default_changed_behaviour_is_named_in_the_dump():
+    from typing import ClassVar
+
+    from hardneg.train_config import AddedKeysOmitted
+
+    class Section(AddedKeysOmitted):
+        old: int = 1
+        floor: int | None = 100   # added later, with a default that changes what the section did before it
+
+        _added_keys: ClassVar[tuple[str, ...]] = ("floor",)
+        _behaved_before: ClassVar[dict[str, object]] = {"floor": None}
+
+    assert Section().model_dump() == {"old": 1, "floor": 100}   # a finished stage made without it is redone
+    assert Section(floor=None).model_dump() == {"old": 1}        # the old behaviour dumps as before

@@ -17,17 +17,26 @@ def trainer_arguments(output_dir: Path, rows: int, batch: int, config, seed: int
     EmbedderConfig, for epochs, learning rate, warmup and the number of dev evaluations). ``dev_metric``: the
     metric that picks the best checkpoint, None without dev evaluation. The device and mixed precision are this
     process's compute settings (:mod:`hardneg.device`): ``use_cpu`` on the CPU, fp16/bf16 on a GPU."""
-    total_steps = max(1, math.ceil(math.ceil(rows / batch) * config.epochs))
+    epochs = planned_epochs(rows, batch, config)
+    total_steps = max(1, math.ceil(math.ceil(rows / batch) * epochs))
     every = max(1, math.ceil(total_steps / config.dev_evals))
     dev = {} if dev_metric is None else {"eval_strategy": "steps", "eval_steps": every,
                                           "load_best_model_at_end": True, "metric_for_best_model": dev_metric,
                                           "greater_is_better": True}
-    return dict(output_dir=str(output_dir), num_train_epochs=config.epochs, per_device_train_batch_size=batch,
+    return dict(output_dir=str(output_dir), num_train_epochs=epochs, per_device_train_batch_size=batch,
                 learning_rate=config.learning_rate, warmup_steps=int(config.warmup_ratio * total_steps), seed=seed,
                 data_seed=seed, save_strategy="steps",
                 save_steps=every if dev_metric is not None else max(10, total_steps // 4), save_total_limit=1,
                 logging_steps=max(1, total_steps // 20), report_to="none", disable_tqdm=not progress,
                 dataloader_drop_last=False, **training_arguments(current_device(), current().precision), **dev)
+
+
+def planned_epochs(rows: int, batch: int, config) -> float:
+    """``config.epochs``, raised when ``config.min_steps`` (where the config has it) asks for more steps than that
+    many passes over ``rows`` give: a small training set gets more passes, a large one is unchanged."""
+    floor = getattr(config, "min_steps", None)
+    per_epoch = max(1, math.ceil(rows / batch))
+    return max(config.epochs, floor / per_epoch) if floor else config.epochs
 
 
 def time_budget(minutes: float):

@@ -10,16 +10,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serial
 
 
 class AddedKeysOmitted(BaseModel):
-    """A settings section whose ``_added_keys`` are left out of its dump while they are at their defaults."""
+    """A settings section whose ``_added_keys`` are left out of its dump while they are at their defaults, or at
+    the value in ``_behaved_before`` that reproduces what the section did before the key existed (for a key whose
+    default changed that behaviour: the dump then names it, so finished stages made without it are redone)."""
 
     model_config = ConfigDict(extra="forbid")
     _added_keys: ClassVar[tuple[str, ...]] = ()
+    _behaved_before: ClassVar[dict[str, object]] = {}
 
     @model_serializer(mode="wrap")
     def _omit_unset_added_keys(self, handler):
         dump = handler(self)
         for key in self._added_keys:
-            if key in dump and getattr(self, key) == type(self).model_fields[key].default:
+            before = self._behaved_before.get(key, type(self).model_fields[key].default)
+            if key in dump and getattr(self, key) == before:
                 del dump[key]
         return dump
 
@@ -66,4 +70,8 @@ class TrainConfig(AddedKeysOmitted):
         "rate's schedule. A budget makes the number of steps depend on the machine's speed, so two runs with the "
         "same seed can differ")
 
-    _added_keys: ClassVar[tuple[str, ...]] = ("max_minutes",)
+    min_steps: int | None = Field(
+        None, ge=1, description="at least this many optimizer steps: epochs are raised for a training set too "
+        "small to give them in train.epochs passes (a large one is unchanged); null: epochs alone")
+
+    _added_keys: ClassVar[tuple[str, ...]] = ("max_minutes", "min_steps")
