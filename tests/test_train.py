@@ -117,7 +117,7 @@ def test_a_time_budget_ends_training_at_the_first_step_past_it_and_says_so(datas
     # an unset budget is left out of the settings' dump: fingerprints written before it existed still hold
     assert "max_minutes" not in TrainConfig().model_dump() and "max_minutes" in config.model_dump()
     assert "max_minutes" not in EmbedderConfig(enabled=True).model_dump()
-    assert fingerprint(TrainConfig()) == "5262dd73d916"
+    assert fingerprint(TrainConfig()) == "c9a5c1bb7fab"  # the defaults since learning_rate became 2e-4
 
 
 def test_a_step_floor_raises_epochs_only_for_a_small_training_set(dataset, tiny_bert, tmp_path):
@@ -138,7 +138,7 @@ def test_a_step_floor_raises_epochs_only_for_a_small_training_set(dataset, tiny_
     assert json.loads((final / "hardneg_training.json").read_text())["steps"] == 6  # 6 pairs: 2 steps a pass
     # unset, the floor is left out of the dump, so fingerprints written before it existed still hold
     assert "min_steps" not in TrainConfig().model_dump() and config.model_dump()["min_steps"] == 6
-    assert fingerprint(TrainConfig()) == "5262dd73d916"
+    assert fingerprint(TrainConfig()) == "c9a5c1bb7fab"  # the defaults since learning_rate became 2e-4
 
 
 def test_an_added_key_whose_default_changed_behaviour_is_named_in_the_dump():

@@ -51,7 +51,9 @@ class TrainConfig(AddedKeysOmitted):
     epochs: float = Field(1.0, gt=0, description="passes over the training pairs (fractions allowed)")
     batch_size: int = Field(8, ge=1, description="(query, positive) pairs per step, each with its negatives, "
                             "whatever the loss's row layout")
-    learning_rate: float = Field(2e-5, gt=0, description="peak learning rate (linear warmup, then linear decay)")
+    # 2e-4: a fresh scoring head learns next to nothing at 2e-5 in the few hundred steps a CPU run takes
+    # (docs/RESULTS.md, "Learning rate").
+    learning_rate: float = Field(2e-4, gt=0, description="peak learning rate (linear warmup, then linear decay)")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of the steps spent warming the learning rate up")
     max_length: int | Literal["auto"] = Field(
         192, description="tokens per (query, document) pair; 'auto': the 90th percentile of a sample of training "
