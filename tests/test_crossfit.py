@@ -26,6 +26,9 @@ def test_folds_are_disjoint_balanced_seeded_and_keep_the_input_order():
     assert split_folds(queries, 5, seed=3) == folds and split_folds(queries, 5, seed=4) != folds
     # a query's fold does not depend on the other queries' order
     assert split_folds(list(reversed(queries)), 5, seed=3) == [list(reversed(f)) for f in folds]
+    # queries asked the same way share a fold, so no fold model trains on a twin of a query it scores
+    twins = split_folds(queries, 5, seed=3, same={"q00": "how", "q11": "how", "q22": "how"})
+    assert any({"q00", "q11", "q22"} <= set(f) for f in twins)
 
 
 def _config(tmp_path, beir_dir, tiny_bert, **evaluate):
@@ -58,14 +61,17 @@ def test_each_fold_model_never_trains_on_the_queries_it_scores(tmp_path, beir_di
 
     monkeypatch.setattr(crossfit_stage, "train_reranker", spy_train)
     monkeypatch.setattr(evaluation_stage, "choose_system", spy_choose)
-    result = run(load_config(_config(tmp_path, beir_dir, tiny_bert)))  # auto: 1 dev query, so it cross-fits
+    # auto: 1 dev query, so it cross-fits. The extra re-ranker may have been trained on these training queries
+    # elsewhere, so it is scored on the held-out dev query only and is no candidate.
+    result = run(load_config(_config(tmp_path, beir_dir, tiny_bert, extra_rerankers=[tiny_bert])))
 
     assert result.system["cross_fit"] == {"queries": 5, "folds": 3, "strategies": ["ensemble"]}
-    folds = split_folds(sorted(TRAIN_QUERIES), 3, seed=7)
     assert len(trained) == 3  # only the ensemble strategy is cross-fitted
-    for number, fold in enumerate(folds, start=1):
-        output, queries = next((o, q) for o, q in trained if o.endswith(f"crossfit/fold{number}"))
-        assert queries and not queries & set(fold)
+    scores = tmp_path / "run" / "scores"
+    for number in (1, 2, 3):
+        _, trained_on = next((o, q) for o, q in trained if o.endswith(f"crossfit/fold{number}"))
+        scored = set(json.loads((scores / f"ensemble.dev.fold{number}.json").read_text())["scores"])
+        assert trained_on and scored and not trained_on & scored  # never scores a query it trained on
         assert (tmp_path / "run" / "strategies" / "ensemble" / "crossfit" / f"fold{number}" / "model").is_dir()
     # The choice sees every training query and no test query; only the cross-fitted re-ranker is a candidate (the
     # random one trained on four of the five queries, so it scores only the held-out dev query).
@@ -73,14 +79,13 @@ def test_each_fold_model_never_trains_on_the_queries_it_scores(tmp_path, beir_di
     assert choice["queries"] == TRAIN_QUERIES and not choice["queries"] & TEST_QUERIES
     assert set(choice["scored"]) == {"ensemble"} and choice["scored"]["ensemble"] == TRAIN_QUERIES
     assert result.system["choice"]["dev_queries"] == 5 and "cross-fitted" in result.system["choice"]["reason"]
-    per_fold = sorted((tmp_path / "run" / "scores").glob("ensemble.dev.fold*.json"))
-    assert len(per_fold) == 3
-    scored = [set(json.loads(p.read_text())["scores"]) for p in per_fold]
-    assert sorted(q for s in scored for q in s) == sorted(TRAIN_QUERIES)
+    assert "5 training queries, each scored by a re-ranker trained without it" in result.markdown
+    scored = [set(json.loads(p.read_text())["scores"]) for p in sorted(scores.glob("ensemble.dev.fold*.json"))]
+    assert sorted(q for s in scored for q in s) == sorted(TRAIN_QUERIES)  # each query scored once
 
     # A rerun reuses every fold model and every stored score.
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("model.safetensors")}
-    again = run(load_config(_config(tmp_path, beir_dir, tiny_bert)))
+    again = run(load_config(_config(tmp_path, beir_dir, tiny_bert, extra_rerankers=[tiny_bert])))
     assert {p: p.stat().st_mtime_ns for p in before} == before
     assert again.system["choice"] == result.system["choice"]
 

@@ -140,18 +140,3 @@ def test_a_step_floor_raises_epochs_only_for_a_small_training_set(dataset, tiny_
     assert "min_steps" not in TrainConfig().model_dump() and config.model_dump()["min_steps"] == 6
     assert fingerprint(TrainConfig()) == "c9a5c1bb7fab"  # the defaults since learning_rate became 2e-4
 
-
-def test_an_added_key_whose_default_changed_behaviour_is_named_in_the_dump():
-    from typing import ClassVar
-
-    from hardneg.train_config import AddedKeysOmitted
-
-    class Section(AddedKeysOmitted):
-        old: int = 1
-        floor: int | None = 100   # added later, with a default that changes what the section did before it
-
-        _added_keys: ClassVar[tuple[str, ...]] = ("floor",)
-        _behaved_before: ClassVar[dict[str, object]] = {"floor": None}
-
-    assert Section().model_dump() == {"old": 1, "floor": 100}   # a finished stage made without it is redone
-    assert Section(floor=None).model_dump() == {"old": 1}        # the old behaviour dumps as before

@@ -10,20 +10,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serial
 
 
 class AddedKeysOmitted(BaseModel):
-    """A settings section whose ``_added_keys`` are left out of its dump while they are at their defaults, or at
-    the value in ``_behaved_before`` that reproduces what the section did before the key existed (for a key whose
-    default changed that behaviour: the dump then names it, so finished stages made without it are redone)."""
+    """A settings section whose ``_added_keys`` are left out of its dump while they are at their defaults. Such a
+    key's default must be the behaviour the section had before the key existed: a dump without it reloads to the
+    default, and finished stages fingerprinted without it are reused."""
 
     model_config = ConfigDict(extra="forbid")
     _added_keys: ClassVar[tuple[str, ...]] = ()
-    _behaved_before: ClassVar[dict[str, object]] = {}
 
     @model_serializer(mode="wrap")
     def _omit_unset_added_keys(self, handler):
         dump = handler(self)
         for key in self._added_keys:
-            before = self._behaved_before.get(key, type(self).model_fields[key].default)
-            if key in dump and getattr(self, key) == before:
+            if key in dump and getattr(self, key) == type(self).model_fields[key].default:
                 del dump[key]
         return dump
 

@@ -62,13 +62,17 @@ def cross_fit_queries(ctx: RunContext) -> list[str]:
     return sample_queries(queries, ev.max_dev_queries, config.seed)
 
 
-def split_folds(queries: list[str], folds: int, seed: int) -> list[list[str]]:
-    """``queries`` dealt into ``folds`` seeded folds of (nearly) equal size, each in the input order."""
-    def key(q: str) -> str:
-        return hashlib.sha256(f"{seed}\x00fold\x00{q}".encode()).hexdigest()
+def split_folds(queries: list[str], folds: int, seed: int, same: dict[str, str] | None = None) -> list[list[str]]:
+    """``queries`` dealt into ``folds`` seeded folds of (nearly) equal size, each in the input order. ``same``:
+    query -> a key (its normalised text) that keeps queries asked the same way in one fold, so no fold model
+    trains on a twin of a query it scores."""
+    def key(group: str) -> str:
+        return hashlib.sha256(f"{seed}\x00fold\x00{group}".encode()).hexdigest()
 
-    fold_of = {q: i % folds for i, q in enumerate(sorted(queries, key=key))}
-    return [[q for q in queries if fold_of[q] == i] for i in range(folds)]
+    group_of = {q: (same or {}).get(q, q) for q in queries}
+    groups = sorted(set(group_of.values()), key=key)
+    fold_of_group = {g: i % folds for i, g in enumerate(groups)}
+    return [[q for q in queries if fold_of_group[group_of[q]] == i] for i in range(folds)]
 
 
 def train_folds(ctx: RunContext, strategy: StrategyConfig, trained: TrainedStrategy,
@@ -77,16 +81,15 @@ def train_folds(ctx: RunContext, strategy: StrategyConfig, trained: TrainedStrat
     when interrupted, as every training); None when some fold would have no pairs to train on."""
     config = ctx.config
     num_negatives = config.mining_for(strategy).num_negatives
-    extra = augmented(ctx, strategy, num_negatives)
     folder = ctx.folder.strategy(strategy.name)
+    kept = [[p for p in trained.pairs if p.query_id not in set(fold)] for fold in folds]
+    if not all(kept):  # checked before any training, so no fold is trained in vain
+        logger.warning("Cross-fitting %s: a fold holds every training query; not cross-fitted", strategy.name)
+        return None
+    extra = augmented(ctx, strategy, num_negatives)
     out = []
-    for number, fold in enumerate(folds, start=1):
+    for number, (fold, pairs) in enumerate(zip(folds, kept), start=1):
         held = frozenset(fold)
-        pairs = [p for p in trained.pairs if p.query_id not in held]
-        if not pairs:
-            logger.warning("Cross-fitting %s: fold %d holds every training query; not cross-fitted",
-                           strategy.name, number)
-            return None
         card = {"dataset": ctx.dataset.name, "split": config.train_split, "strategy": strategy.name,
                 "cross_fit": f"fold {number} of {len(folds)}: trained without {len(held)} queries"}
         model = train_reranker(
@@ -100,14 +103,21 @@ def train_folds(ctx: RunContext, strategy: StrategyConfig, trained: TrainedStrat
 def cross_fit(ctx: RunContext, trained: dict[str, TrainedStrategy], queries: list[str]) -> CrossFit:
     """Train the cross-fitted strategies' fold re-rankers over ``queries``. A trained strategy that is not
     cross-fitted scores only the held-out dev queries (the others trained it), so it cannot be the system handed
-    over; re-rankers the run did not train (the base model, extra ones) score every query with their own model."""
-    k = min(ctx.config.evaluate.cross_fit_folds, len(queries))
+    over; nor can an extra re-ranker (it may have been trained on these queries elsewhere): the evaluation scores
+    it on the held-out dev queries. The untrained base model scores every query."""
+    config = ctx.config
+    k = min(config.evaluate.cross_fit_folds, len(queries))
     dev = frozenset(ctx.dev_ids)
     held_out = {name: [HeldOut(tuple(q for q in queries if q in dev), str(t.model))] for name, t in trained.items()}
+    if config.rounds > 1:
+        logger.warning("Cross-fitting with rounds: %d: the folds train on the last round's negatives, which the "
+                       "previous round's re-ranker (trained on every training query) denoised", config.rounds)
+    texts = {q: " ".join(ctx.dataset.queries.text(q).lower().split()) for q in queries}
+    folds = split_folds(queries, k, config.seed, texts) if k >= 2 else []
     done = []
-    for strategy in ctx.config.cross_fitted() if k >= 2 else []:
+    for strategy in config.cross_fitted() if k >= 2 else []:
         logger.info("Cross-fitting %s over %d training queries (%d folds)", strategy.name, len(queries), k)
-        found = train_folds(ctx, strategy, trained[strategy.name], split_folds(queries, k, ctx.config.seed))
+        found = train_folds(ctx, strategy, trained[strategy.name], folds)
         if found is not None:
             held_out[strategy.name] = found
             done.append(strategy.name)

@@ -76,9 +76,6 @@ class Evaluation:
         self.choice: SystemChoice | None = None
         self.ensembles: dict[str, Ensemble] = {}
         self.system_test: dict | None = None
-        if self.tune and len(self.dev_ids) < SMALL_DEV:
-            logger.warning("The interpolation weight is tuned on only %d dev queries, a noisy choice; "
-                           "evaluate.interpolation_weight fixes it instead", len(self.dev_ids))
 
     def measure(self, run: RunDict) -> dict:
         """A row's metrics, overall and by document length."""
@@ -120,9 +117,16 @@ class Evaluation:
                                self.config.chunking.aggregation)
 
     def dev_scorers(self, system: str, model_path: str) -> list[HeldOut]:
-        """The models that score ``system``'s dev queries, each the queries it never trained on."""
-        default = [HeldOut(tuple(self.dev_ids), model_path)]
-        return self.cross_fit.held_out.get(system, default) if self.cross_fit else default
+        """The models that score ``system``'s dev queries, each the queries it never trained on. While
+        cross-fitting, a re-ranker the run neither trained nor left untrained (an extra one) may have been trained
+        on these training queries elsewhere, so it scores the held-out dev split only."""
+        if self.cross_fit is None:
+            return [HeldOut(tuple(self.dev_ids), model_path)]
+        if system in self.cross_fit.held_out:
+            return self.cross_fit.held_out[system]
+        held = set(self.ctx.dev_ids)
+        queries = self.dev_ids if system == "base" else [q for q in self.dev_ids if q in held]
+        return [HeldOut(tuple(queries), model_path)]
 
     def dev_covered(self, system: str) -> set[str]:
         """The dev queries ``system`` has scores for (all of them, unless it trained on some)."""
@@ -168,6 +172,11 @@ class Evaluation:
         rows = [Row(name, system, "rerank", **self.measure(reranked))]
         systems[system] = reranked
         covered = self.dev_covered(system) if self.tune else set()
+        if self.cross_fit and name in self.tuned:  # tuned on the training queries: only held-out dev ones count
+            covered &= set(self.ctx.dev_ids)
+        if covered and len(covered) < SMALL_DEV:
+            logger.warning("The interpolation weight of %s on %s is tuned on only %d dev queries, a noisy choice; "
+                           "evaluate.interpolation_weight fixes it instead", system, name, len(covered))
         if covered:
             qrels = {q: r for q, r in self.dev_qrels.items() if q in covered}
             alpha, curve = tune_alpha(qrels, {q: runs["dev"][q] for q in qrels}, scores["dev"], ev.rerank_depth)

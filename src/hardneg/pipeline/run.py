@@ -87,6 +87,8 @@ def write_results(ctx: RunContext, rows: list[Row], mining: dict[str, dict], len
     settings = {"dataset": documents.name, "data": documents.report.summary(), "train_queries": len(ctx.train_ids),
                 "train_pairs": len(ctx.pairs), "dev_queries": len(ctx.dev_ids), "lengths": length_split.as_dict(),
                 "config": config.model_dump()}
+    if system and "cross_fit" in system:
+        settings["cross_fit"] = system["cross_fit"]
     if ctx.chunks is not None:
         settings["chunks"] = {"documents": len(documents.corpus), "chunks": len(ctx.chunks.dataset.corpus)}
     markdown = results_markdown(rows, config.evaluate.metrics, settings, mining, system)

@@ -18,6 +18,7 @@ from .document import Block, Bold, Cell, Code, Figure, Paragraph, Report, Sectio
 from .labels import (
     PRIMARY,
     chosen_system_label,
+    cross_fitted,
     hands_over_training,
     metric_label,
     rows_of,
@@ -105,7 +106,8 @@ def report_document(out: RunOutputs, seed: int = 42) -> Report:
 def introduction(out: RunOutputs) -> list[Block]:
     settings, analysis = out.settings, out.analysis
     intro = (f"{settings['train_queries']} training queries ({settings['train_pairs']} query-positive pairs), "
-             f"{settings['dev_queries']} dev queries (checkpoint choice and interpolation weight); evaluated on "
+             f"{settings['dev_queries']} dev queries (checkpoint choice and interpolation weight"
+             f"{cross_fitted(settings)}); evaluated on "
              f"{analysis['queries']} `{analysis['split']}` queries. Re-rankers re-score the top "
              f"{out.config['evaluate']['rerank_depth']} of each first stage.")
     stats = next(iter(analysis["first_stages"].values()), {})

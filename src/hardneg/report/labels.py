@@ -57,3 +57,13 @@ def chosen_system_label(choice: dict) -> str:
 def hands_over_training(choice: dict) -> bool:
     """Whether the chosen system is anything but the untrained first stage."""
     return choice["reranker"] is not None or choice["first_stage"] != choice.get("baseline", choice["first_stage"])
+
+
+def cross_fitted(settings: dict) -> str:
+    """A clause for the run's introduction when the system was chosen on cross-fitted training queries."""
+    fit = settings.get("cross_fit")
+    if not fit:
+        return ""
+    return (f"; the system, and the interpolation weights of {', '.join(fit['strategies'])}, chosen on "
+            f"{fit['queries']} training queries, each scored by a re-ranker trained without it "
+            f"({fit['folds']}-fold cross-fitting)")

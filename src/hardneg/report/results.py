@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from ..evaluate import Row
-from .labels import chosen_system_label, hands_over_training, metric_label, rows_of
+from .labels import chosen_system_label, cross_fitted, hands_over_training, metric_label, rows_of
 
 
 def row_label(row: Row) -> str:
@@ -52,7 +52,8 @@ def results_markdown(rows: list[Row], metrics: list[str], settings: dict, mining
                      system: dict | None = None) -> str:
     parts = [f"# hardneg results: {settings['dataset']}", "",
              (f"{settings['train_queries']} training queries ({settings['train_pairs']} query-positive pairs), "
-             f"{settings['dev_queries']} dev queries for the interpolation weight; evaluated on "
+             f"{settings['dev_queries']} dev queries for the interpolation weight{cross_fitted(settings)}; "
+             "evaluated on "
              f"`{settings['config']['evaluate']['split']}`. Re-rankers re-score the top "
              f"{settings['config']['evaluate']['rerank_depth']} of each first stage. "
              f"Data: {settings.get('data', 'nothing skipped')}."), ""]
