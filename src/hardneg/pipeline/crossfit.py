@@ -37,15 +37,14 @@ class HeldOut:
 
 @dataclass(frozen=True)
 class CrossFit:
-    """The dev queries of a cross-fitted run and, per trained re-ranker, the models that score them."""
+    """The dev queries of a cross-fitted run and, per cross-fitted strategy, its fold re-rankers."""
 
     queries: list[str]
     folds: int
     held_out: dict[str, list[HeldOut]] = field(default_factory=dict)
-    strategies: tuple[str, ...] = ()   # the cross-fitted ones
 
     def as_dict(self) -> dict:
-        return {"queries": len(self.queries), "folds": self.folds, "strategies": list(self.strategies)}
+        return {"queries": len(self.queries), "folds": self.folds, "strategies": list(self.held_out)}
 
 
 def cross_fit_queries(ctx: RunContext) -> list[str]:
@@ -101,24 +100,20 @@ def train_folds(ctx: RunContext, strategy: StrategyConfig, trained: TrainedStrat
 
 
 def cross_fit(ctx: RunContext, trained: dict[str, TrainedStrategy], queries: list[str]) -> CrossFit:
-    """Train the cross-fitted strategies' fold re-rankers over ``queries``. A trained strategy that is not
-    cross-fitted scores only the held-out dev queries (the others trained it), so it cannot be the system handed
-    over; nor can an extra re-ranker (it may have been trained on these queries elsewhere): the evaluation scores
-    it on the held-out dev queries. The untrained base model scores every query."""
+    """Train the cross-fitted strategies' fold re-rankers over ``queries``. Every other re-ranker but the untrained
+    base model (a strategy not cross-fitted, an extra one) is scored by the evaluation on the held-out dev queries
+    only, so it cannot be the system handed over."""
     config = ctx.config
     k = min(config.evaluate.cross_fit_folds, len(queries))
-    dev = frozenset(ctx.dev_ids)
-    held_out = {name: [HeldOut(tuple(q for q in queries if q in dev), str(t.model))] for name, t in trained.items()}
+    held_out: dict[str, list[HeldOut]] = {}
     if config.rounds > 1:
         logger.warning("Cross-fitting with rounds: %d: the folds train on the last round's negatives, which the "
                        "previous round's re-ranker (trained on every training query) denoised", config.rounds)
     texts = {q: " ".join(ctx.dataset.queries.text(q).lower().split()) for q in queries}
     folds = split_folds(queries, k, config.seed, texts) if k >= 2 else []
-    done = []
     for strategy in config.cross_fitted() if k >= 2 else []:
         logger.info("Cross-fitting %s over %d training queries (%d folds)", strategy.name, len(queries), k)
         found = train_folds(ctx, strategy, trained[strategy.name], folds)
         if found is not None:
             held_out[strategy.name] = found
-            done.append(strategy.name)
-    return CrossFit(queries, k, held_out, tuple(done))
+    return CrossFit(queries, k, held_out)

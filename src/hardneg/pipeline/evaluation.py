@@ -61,7 +61,7 @@ class Evaluation:
         then every training query, each scored by a re-ranker trained without it (:mod:`.crossfit`)."""
         self.ctx, self.config, self.length_split = ctx, ctx.config, length_split
         self.tuned = dict(tuned_first_stages or {})
-        self.cross_fit = cross_fit if cross_fit is not None and cross_fit.strategies else None
+        self.cross_fit = cross_fit if cross_fit is not None and cross_fit.held_out else None
         ev = self.ev = ctx.config.evaluate
         documents = ctx.documents
         test_ids = sample_queries(sorted(documents.positives(ev.split)), ev.max_queries, ctx.config.seed)
@@ -119,7 +119,8 @@ class Evaluation:
     def dev_scorers(self, system: str, model_path: str) -> list[HeldOut]:
         """The models that score ``system``'s dev queries, each the queries it never trained on. While
         cross-fitting, a re-ranker the run neither trained nor left untrained (an extra one) may have been trained
-        on these training queries elsewhere, so it scores the held-out dev split only."""
+        on these training queries elsewhere, and a trained strategy that was not cross-fitted trained on them, so
+        either scores the held-out dev split only."""
         if self.cross_fit is None:
             return [HeldOut(tuple(self.dev_ids), model_path)]
         if system in self.cross_fit.held_out:
