@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[models,plots,ingest,onnx,serve,ray,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[models,plots,ingest,onnx,openvino,serve,ray,dev]'
 	touch $(STAMP)
 
 demo: venv

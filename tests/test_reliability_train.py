@@ -124,8 +124,9 @@ def training(dataset, tiny_bert):
                  progress=False).pairs
     dev = dev_samples(dataset, {"q6": {"d08": 2.0, "d07": 1.0}, "q7": {"d01": 1.0, "d11": 0.5}},
                       dataset.qrels["test"], depth=2)
-    # dev evaluation every step: a checkpoint at each of the 3 steps
-    return pairs, dev, TrainConfig(base_model=tiny_bert, loss="mnrl", batch_size=2, max_length=32, dev_evals=3)
+    # one pass (no step floor), dev evaluation every step: a checkpoint at each of the 3 steps
+    return pairs, dev, TrainConfig(base_model=tiny_bert, loss="mnrl", batch_size=2, max_length=32, dev_evals=3,
+                                   min_steps=None)
 
 
 def test_a_kill_during_a_checkpoint_save_does_not_block_the_resume(training, tmp_path, monkeypatch, caplog):

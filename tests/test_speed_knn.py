@@ -176,6 +176,41 @@ def test_onnx_export_matches_torch(tiny_bert, tmp_path, monkeypatch):
     assert int8.shape == want.shape
 
 
+def test_openvino_engine_matches_torch(tiny_bert, tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    pytest.importorskip("openvino")
+    from transformers import AutoModel, AutoTokenizer
+
+    monkeypatch.setenv("HARDNEG_ONNX_DIR", str(tmp_path))
+    texts = ["a short one", "a somewhat longer sentence about coffee and tea", "tea"]
+    embedder = OnnxEmbedder(tiny_bert, "tiny", quantize=False, max_seq_length=32, engine="openvino")
+    assert embedder.name == "tiny-ov" and embedder.cache_key != OnnxEmbedder(tiny_bert, "tiny", quantize=False).cache_key
+    got = embedder.embed_batch(texts, "document")
+    tok, model = AutoTokenizer.from_pretrained(tiny_bert), AutoModel.from_pretrained(tiny_bert).eval()
+    enc = tok(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**enc).last_hidden_state
+    mask = enc["attention_mask"][..., None].float()
+    np.testing.assert_allclose(got, ((hidden * mask).sum(1) / mask.sum(1)).numpy(), atol=1e-4)
+    pytest.importorskip("nncf")
+    int8 = OnnxEmbedder(tiny_bert, "tiny", quantize=True, max_seq_length=32, engine="openvino")
+    assert int8.name == "tiny-ov-int8" and int8.cache_key != embedder.cache_key
+    close = int8.embed_batch(texts, "document")
+    cosine = (close * got).sum(1) / np.linalg.norm(close, axis=1) / np.linalg.norm(got, axis=1)
+    assert cosine.min() > 0.98  # int8 weights, activations quantised as it runs: near, not equal
+    compressed = sorted(tmp_path.rglob("model_ov_int8.*"))
+    assert [p.suffix for p in compressed] == [".bin", ".xml"]
+    stamp = compressed[1].stat().st_mtime_ns
+    again = OnnxEmbedder(tiny_bert, "tiny", quantize=True, max_seq_length=32, engine="openvino")
+    np.testing.assert_allclose(again.embed_batch(texts, "document"), close, atol=1e-6)  # deterministic
+    assert compressed[1].stat().st_mtime_ns == stamp  # compressed once, then reused
+    from hardneg.embed import get_embedder
+
+    fast = get_embedder("minilm-fast", max_seq_length=128)  # nothing is loaded until the first batch
+    assert (fast.engine, fast.name, fast.max_seq_length) == ("openvino", "all-MiniLM-L6-v2-ov-int8", 128)
+
+
 def test_ivf_query_with_too_few_documents_in_its_lists_is_searched_exactly():
     rng = np.random.default_rng(4)
     docs = _unit(rng, 200)

@@ -52,7 +52,8 @@ def test_training_resumes_from_its_last_checkpoint(dataset, tiny_bert, tmp_path,
                  progress=False).pairs
     dev = dev_samples(dataset, {"q6": {"d08": 2.0, "d07": 1.0}, "q7": {"d01": 1.0, "d11": 0.5}},
                       dataset.qrels["test"], depth=2)
-    config = TrainConfig(base_model=tiny_bert, loss="mnrl", batch_size=2, max_length=32, dev_evals=3)
+    config = TrainConfig(base_model=tiny_bert, loss="mnrl", batch_size=2, max_length=32, dev_evals=3,
+                         min_steps=None)  # one pass: 3 steps
 
     class Interrupt(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
@@ -117,7 +118,7 @@ def test_a_time_budget_ends_training_at_the_first_step_past_it_and_says_so(datas
     # an unset budget is left out of the settings' dump: fingerprints written before it existed still hold
     assert "max_minutes" not in TrainConfig().model_dump() and "max_minutes" in config.model_dump()
     assert "max_minutes" not in EmbedderConfig(enabled=True).model_dump()
-    assert fingerprint(TrainConfig()) == "c9a5c1bb7fab"  # the defaults since learning_rate became 2e-4
+    assert fingerprint(TrainConfig()) == "8f75e89c3842"  # the defaults since min_steps became 100
 
 
 def test_a_step_floor_raises_epochs_only_for_a_small_training_set(dataset, tiny_bert, tmp_path):
@@ -129,14 +130,18 @@ def test_a_step_floor_raises_epochs_only_for_a_small_training_set(dataset, tiny_
 
     assert planned_epochs(rows=20, batch=8, config=TrainConfig(min_steps=30)) == 10.0   # 3 steps a pass
     assert planned_epochs(rows=800, batch=8, config=TrainConfig(min_steps=30)) == 1.0  # 100 steps a pass
-    assert planned_epochs(rows=20, batch=8, config=TrainConfig()) == 1.0
+    assert planned_epochs(rows=20, batch=8, config=TrainConfig(min_steps=None)) == 1.0
+    assert planned_epochs(rows=20, batch=8, config=TrainConfig()) == 100 / 3  # the default floor: 100 steps
     pairs = mine(dataset, training_pairs(dataset, "train"), None, MiningConfig(num_negatives=2), "random",
                  progress=False).pairs
     config = TrainConfig(base_model=tiny_bert, loss="triplet", batch_size=4, max_length=32, dev_eval=False,
                          min_steps=6)
     final = train_reranker(pairs, tmp_path, config, 2, progress=False, fingerprint="floor", seed=7)
     assert json.loads((final / "hardneg_training.json").read_text())["steps"] == 6  # 6 pairs: 2 steps a pass
-    # unset, the floor is left out of the dump, so fingerprints written before it existed still hold
-    assert "min_steps" not in TrainConfig().model_dump() and config.model_dump()["min_steps"] == 6
-    assert fingerprint(TrainConfig()) == "c9a5c1bb7fab"  # the defaults since learning_rate became 2e-4
+    # The default floor is in the dump (trainings finished before it are redone), and so is an explicit null, so
+    # a run folder's config reloads to what it ran with.
+    assert TrainConfig().model_dump()["min_steps"] == 100 and config.model_dump()["min_steps"] == 6
+    unset = TrainConfig(min_steps=None)
+    assert TrainConfig.model_validate(unset.model_dump()).min_steps is None
+    assert fingerprint(unset) != fingerprint(TrainConfig()) == "8f75e89c3842"
 

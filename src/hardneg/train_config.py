@@ -71,7 +71,7 @@ class TrainConfig(AddedKeysOmitted):
         "same seed can differ")
 
     min_steps: int | None = Field(
-        None, ge=1, description="at least this many optimizer steps: epochs are raised for a training set too "
+        100, ge=1, description="at least this many optimizer steps: epochs are raised for a training set too "
         "small to give them in train.epochs passes (a large one is unchanged); null: epochs alone")
 
-    _added_keys: ClassVar[tuple[str, ...]] = ("max_minutes", "min_steps")
+    _added_keys: ClassVar[tuple[str, ...]] = ("max_minutes",)

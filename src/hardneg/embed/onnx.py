@@ -1,5 +1,7 @@
-"""ONNX Runtime backend for sentence-transformers models: exported once with torch.onnx, optionally with int8
-weights (onnxruntime's dynamic quantisation), then run without torch.
+"""ONNX backends for sentence-transformers models: exported once with torch.onnx, then run without torch by
+ONNX Runtime (fp32, or int8 weights by its dynamic quantisation) or by OpenVINO: the fp32 graph compiled for this CPU
+(torch's vectors to ~1e-5), or with int8 weights (NNCF's data-free compression) whose activations OpenVINO quantises
+per group of channels as it runs, so no calibration data is needed and the model does not depend on a corpus.
 
 sentence-transformers' own ``backend="onnx"`` needs optimum, whose releases pin an older transformers than this
 project's, so the export is done here: the transformer's last hidden state goes out of the graph and the pooling
@@ -15,6 +17,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -60,12 +63,15 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path | None = None, quanti
     target = out_dir / ("model_qint8_pc.onnx" if quantize else "model.onnx")
     if target.is_file():
         return target
-    try:  # only an export needs torch and onnx; running the model needs onnxruntime alone
+    try:  # only an export needs torch and onnx; running the model needs onnxruntime (or openvino) alone
+        import onnx  # noqa: F401
         import torch
-        from onnxruntime.quantization import QuantType, quantize_dynamic
         from transformers import AutoModel
+
+        if quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as exc:
-        raise ImportError("exporting to ONNX needs onnx and onnxruntime: pip install 'hardneg[onnx]'") from exc
+        raise ImportError("exporting to ONNX needs onnx (and onnxruntime for int8): pip install 'hardneg[onnx]'") from exc
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         plain = out_dir / "model.onnx"
@@ -104,15 +110,48 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path | None = None, quanti
     return target
 
 
+# Activations quantised per group of this many channels at run time (OpenVINO's dynamic quantisation of layers
+# with int8 weights): measured against 64, 192 and 384 on MiniLM (benchmarks/speed/README.md).
+OV_GROUP_SIZE = 128
+
+
+def export_openvino_int8(onnx_path: Path) -> Path:
+    """The exported fp32 graph with int8 weights (symmetric, per output channel), saved once as OpenVINO IR beside
+    it; returns the .xml. Written under temporary names and renamed (the weights first), so an interrupted
+    compression never leaves a model that looks finished."""
+    target = onnx_path.with_name("model_ov_int8.xml")
+    if target.is_file() and target.with_suffix(".bin").is_file():
+        return target
+    try:
+        import nncf
+        import openvino as ov
+    except ImportError as exc:
+        raise ImportError("int8 OpenVINO needs openvino and nncf: pip install 'hardneg[openvino]'") from exc
+    model = nncf.compress_weights(ov.Core().read_model(str(onnx_path)), mode=nncf.CompressWeightsMode.INT8_SYM)
+    with tempfile.TemporaryDirectory(dir=onnx_path.parent) as tmp:
+        staged = Path(tmp) / target.name
+        ov.save_model(model, str(staged), compress_to_fp16=False)
+        os.replace(staged.with_suffix(".bin"), target.with_suffix(".bin"))
+        os.replace(staged, target)
+    return target
+
+
+Engine = Literal["onnxruntime", "openvino"]
+
+
 class OnnxEmbedder(Embedder):
-    """A sentence-transformers model run by ONNX Runtime (fp32 or dynamic int8 weights)."""
+    """A sentence-transformers model exported to ONNX, run by ONNX Runtime or by OpenVINO, each in fp32 or with
+    int8 weights."""
 
     def __init__(self, model_dir: str | Path, name: str, quantize: bool = True, max_seq_length: int | None = None,
-                 batch_size: int = 32, threads: int | None = None, keyed_by_content: bool = False):
+                 batch_size: int = 32, threads: int | None = None, keyed_by_content: bool = False,
+                 engine: Engine = "onnxruntime"):
         self.model_dir = Path(model_dir)
         self.keyed_by_content = keyed_by_content  # as SentenceTransformerEmbedder's: for local folders
         self.quantize = quantize
-        self.name = f"{name}-{'int8' if quantize else 'onnx'}"
+        self.engine = engine
+        runtime = "ov" if engine == "openvino" else "onnx"
+        self.name = f"{name}-{'ov-int8' if quantize and runtime == 'ov' else 'int8' if quantize else runtime}"
         self.batch_size = batch_size
         self.threads = threads
         if max_seq_length is None and (self.model_dir / "sentence_bert_config.json").is_file():
@@ -131,29 +170,50 @@ class OnnxEmbedder(Embedder):
         return f"{key}:{self.content}" if self.keyed_by_content else key
 
     def _load(self):
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise ImportError("the ONNX backend needs onnxruntime: pip install 'hardneg[onnx]'") from exc
         from transformers import AutoTokenizer
 
-        path = export_onnx(self.model_dir, quantize=self.quantize, content=self.content)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads or (os.cpu_count() or 1)
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        threads = self.threads or (os.cpu_count() or 1)
+        if self.engine == "openvino":
+            try:
+                import openvino as ov
+            except ImportError as exc:
+                raise ImportError("the OpenVINO engine needs openvino: pip install 'hardneg[openvino]'") from exc
+            path = export_onnx(self.model_dir, quantize=False, content=self.content)
+            settings = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
+                        "INFERENCE_PRECISION_HINT": "f32"}  # not bf16, which some CPUs would pick by themselves
+            if self.quantize:
+                path = export_openvino_int8(path)
+                settings["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = str(OV_GROUP_SIZE)
+            compiled = ov.Core().compile_model(str(path), "CPU", settings)
+            inputs = {name for port in compiled.inputs for name in port.get_names()}
+
+            def run(feed: dict[str, np.ndarray]) -> np.ndarray:
+                return compiled(feed)[0]
+        else:
+            try:
+                import onnxruntime as ort
+            except ImportError as exc:
+                raise ImportError("the ONNX backend needs onnxruntime: pip install 'hardneg[onnx]'") from exc
+            path = export_onnx(self.model_dir, quantize=self.quantize, content=self.content)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            inputs = {i.name for i in session.get_inputs()}
+
+            def run(feed: dict[str, np.ndarray]) -> np.ndarray:
+                return session.run(["last_hidden_state"], feed)[0]
         tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        inputs = {i.name for i in session.get_inputs()}
-        self._model = (session, tokenizer, inputs, _pooling(self.model_dir))
+        self._model = (run, tokenizer, inputs, _pooling(self.model_dir))
         return self._model
 
     def embed_batch(self, texts: list[str], kind: Kind) -> np.ndarray:
-        session, tokenizer, inputs, pooling = self._model or self._load()
+        run, tokenizer, inputs, pooling = self._model or self._load()
         # Padded to the batch's longest text only (batches arrive sorted by length).
         enc = tokenizer(texts, padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="np")
         feed = {k: v.astype(np.int64) for k, v in enc.items() if k in inputs}
         if "token_type_ids" in inputs and "token_type_ids" not in feed:
             feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
-        hidden = session.run(["last_hidden_state"], feed)[0]
+        hidden = run(feed)
         if pooling == "cls":
             return hidden[:, 0]
         mask = enc["attention_mask"][..., None].astype(np.float32)
