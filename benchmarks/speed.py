@@ -115,9 +115,12 @@ def job_hardneg_mine(args: dict) -> dict:
     ensemble = Ensemble(members, fusion="zscore", weights=weights)
     ensemble.index(dataset.corpus.full_texts(), dataset.corpus.ids)
     indexed = time.perf_counter()
-    # ST's settings: the best 4 of each member's top 100, no positive-aware filter, no random top-up.
+    # ST's settings: the best 4 of each member's top 100, no positive-aware filter, no random top-up. With a
+    # filter ratio (part b), hardneg's default rank window instead.
     filter_ratio = args.get("positive_ratio")
-    config = MiningConfig(num_negatives=NEGATIVES, depth=DEPTH, positive_ratio=filter_ratio, fill_shortfall="none")
+    top_n = {} if filter_ratio else {"range_min": 0, "range_max": None, "sampling": "top"}
+    config = MiningConfig(num_negatives=NEGATIVES, depth=DEPTH, positive_ratio=filter_ratio, fill_shortfall="none",
+                          **top_n)
     result = mine(dataset, pairs, ensemble, config, "bench", progress=False)
     done = time.perf_counter()
     negatives = {f"{dataset.queries.text(p.query_id)}\x00{p.positive_id}": p.negative_ids for p in result.pairs}
@@ -270,7 +273,9 @@ def corpus_subset(n_docs: int) -> str:
     return str(folder)
 
 
-def part_a(n_docs: int | None = None) -> dict:
+def part_a(n_docs: int | None = None, models: tuple[str, ...] = ("minilm", "minilm-int8")) -> dict:
+    """sentence-transformers' mine_hard_negatives against hardneg with each MiniLM engine in ``models``, cold and
+    warm, each in its own process; the negatives' overlap with sentence-transformers' and with torch MiniLM's."""
     out = {}
     data = {"dataset": corpus_subset(n_docs)} if n_docs else {}
     if n_docs:
@@ -278,7 +283,7 @@ def part_a(n_docs: int | None = None) -> dict:
     st_cache, st_neg = fresh("st-cache"), WORK / "st-negatives.json"
     out["st_cold"] = run_job("st_mine", {"cache": st_cache, "negatives": str(st_neg), **data})
     out["st_warm"] = run_job("st_mine", {"cache": st_cache, "negatives": str(st_neg), **data})
-    for model in ("minilm", "minilm-int8"):
+    for model in models:
         cache, neg = fresh(f"hn-cache-{model}"), WORK / f"hn-negatives-{model}.json"
         out[f"hardneg_{model}_cold"] = run_job("hardneg_mine", {"models": [model], "cache": cache,
                                                                 "negatives": str(neg), **data,
@@ -286,8 +291,9 @@ def part_a(n_docs: int | None = None) -> dict:
         out[f"hardneg_{model}_warm"] = run_job("hardneg_mine", {"models": [model], "cache": cache,
                                                                 "negatives": str(neg), **data})
         out[f"overlap_{model}_vs_st"] = jaccard(neg, st_neg)
-    out["overlap_minilm_vs_minilm-int8"] = jaccard(WORK / "hn-negatives-minilm.json",
-                                                   WORK / "hn-negatives-minilm-int8.json")
+        if model != "minilm" and "minilm" in models:
+            out[f"overlap_minilm_vs_{model}"] = jaccard(WORK / "hn-negatives-minilm.json", neg)
+        out[f"{model}_cold_speedup_vs_st"] = round(out["st_cold"]["seconds"] / out[f"hardneg_{model}_cold"]["seconds"], 2)
     return out
 
 
@@ -351,8 +357,10 @@ def main() -> None:
                         help="DOCSxQUERIES:INDEX,... for part c")
     parser.add_argument("--corpus-docs", type=int, default=None,
                         help="part a on SciFact train with this many documents (all train positives included)")
-    parser.add_argument("--quality-models", default="minilm,minilm-int8,minilm-onnx", help="models for part d")
+    parser.add_argument("--quality-models", default="minilm,minilm-int8,minilm-ov", help="models for part d")
     parser.add_argument("--quality-cache", default=str(WORK / "q-cache"), help="embedding cache for part d")
+    parser.add_argument("--mine-models", default="minilm,minilm-int8,minilm-ov",
+                        help="MiniLM engines for part a (each against sentence-transformers' mine_hard_negatives)")
     parser.add_argument("--ensemble-dense", default="minilm,minilm-int8", help="MiniLM variants for part b")
     parser.add_argument("--quality-dataset", default="scifact", help="BEIR dataset (test split) for part d")
     parser.add_argument("--job")
@@ -376,7 +384,7 @@ def main() -> None:
                      for s in args.scale.split(",")]
             result = part_c(sizes)
         elif part == "a":
-            result = part_a(args.corpus_docs)
+            result = part_a(args.corpus_docs, tuple(args.mine_models.split(",")))
         elif part == "b":
             result = part_b(args.corpus_docs, tuple(args.ensemble_dense.split(",")))
         elif part == "d":

@@ -192,7 +192,13 @@ def test_openvino_engine_matches_torch(tiny_bert, tmp_path, monkeypatch):
     with torch.no_grad():
         hidden = model(**enc).last_hidden_state
     mask = enc["attention_mask"][..., None].float()
-    np.testing.assert_allclose(got, ((hidden * mask).sum(1) / mask.sum(1)).numpy(), atol=1e-4)
+    want = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+    if embedder.precision == "f32":
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    else:  # a CPU with bf16 instructions infers in bf16: close, not equal
+        assert embedder.precision == "bf16" and embedder.cache_key.endswith(":bf16")
+        cosine = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+        assert cosine.min() > 0.999
     pytest.importorskip("nncf")
     int8 = OnnxEmbedder(tiny_bert, "tiny", quantize=True, max_seq_length=32, engine="openvino")
     assert int8.name == "tiny-ov-int8" and int8.cache_key != embedder.cache_key

@@ -1,7 +1,9 @@
 """ONNX backends for sentence-transformers models: exported once with torch.onnx, then run without torch by
-ONNX Runtime (fp32, or int8 weights by its dynamic quantisation) or by OpenVINO: the fp32 graph compiled for this CPU
-(torch's vectors to ~1e-5), or with int8 weights (NNCF's data-free compression) whose activations OpenVINO quantises
-per group of channels as it runs, so no calibration data is needed and the model does not depend on a corpus.
+ONNX Runtime (fp32, or int8 weights by its dynamic quantisation) or by OpenVINO: the graph compiled for this CPU at
+the CPU's own inference precision (bf16 where it has bf16 instructions, else f32), or with int8 weights (NNCF's
+data-free compression) whose activations OpenVINO quantises per group of channels as it runs, so no calibration data
+is needed and the model does not depend on a corpus. The precision is part of the cache key: a bf16 CPU and an f32
+one give (slightly) different vectors.
 
 sentence-transformers' own ``backend="onnx"`` needs optimum, whose releases pin an older transformers than this
 project's, so the export is done here: the transformer's last hidden state goes out of the graph and the pooling
@@ -111,7 +113,8 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path | None = None, quanti
 
 
 # Activations quantised per group of this many channels at run time (OpenVINO's dynamic quantisation of layers
-# with int8 weights): measured against 64, 192 and 384 on MiniLM (benchmarks/speed/README.md).
+# with int8 weights). On MiniLM, groups of 64-384 take about the same time and larger ones drift further from
+# the fp32 vectors (benchmarks/speed/ov_group_size.json); 128 is the size the end-to-end benchmarks measured.
 OV_GROUP_SIZE = 128
 
 
@@ -139,6 +142,15 @@ def export_openvino_int8(onnx_path: Path) -> Path:
 Engine = Literal["onnxruntime", "openvino"]
 
 
+def openvino_precision() -> str:
+    """The precision OpenVINO's CPU plugin infers in by default on this machine: 'bf16' or 'f32'."""
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise ImportError("the OpenVINO engine needs openvino: pip install 'hardneg[openvino]'") from exc
+    return ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+
+
 class OnnxEmbedder(Embedder):
     """A sentence-transformers model exported to ONNX, run by ONNX Runtime or by OpenVINO, each in fp32 or with
     int8 weights."""
@@ -150,6 +162,7 @@ class OnnxEmbedder(Embedder):
         self.keyed_by_content = keyed_by_content  # as SentenceTransformerEmbedder's: for local folders
         self.quantize = quantize
         self.engine = engine
+        self.precision = openvino_precision() if engine == "openvino" else "f32"
         runtime = "ov" if engine == "openvino" else "onnx"
         self.name = f"{name}-{'ov-int8' if quantize and runtime == 'ov' else 'int8' if quantize else runtime}"
         self.batch_size = batch_size
@@ -167,6 +180,8 @@ class OnnxEmbedder(Embedder):
     @property
     def cache_key(self) -> str:
         key = f"onnx:{self.name}:{self.max_seq_length}"
+        if self.engine == "openvino":  # another precision or group size gives other vectors
+            key += f":{self.precision}" + (f":g{OV_GROUP_SIZE}" if self.quantize else "")
         return f"{key}:{self.content}" if self.keyed_by_content else key
 
     def _load(self):
@@ -179,8 +194,10 @@ class OnnxEmbedder(Embedder):
             except ImportError as exc:
                 raise ImportError("the OpenVINO engine needs openvino: pip install 'hardneg[openvino]'") from exc
             path = export_onnx(self.model_dir, quantize=False, content=self.content)
+            # bf16 where the CPU has it: about 1.8x the speed of f32 on an AVX-512 BF16 CPU at cosine .99998 to the
+            # f32 vectors (benchmarks/speed/ov_group_size.json); pinned, so the cache key says what ran
             settings = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
-                        "INFERENCE_PRECISION_HINT": "f32"}  # not bf16, which some CPUs would pick by themselves
+                        "INFERENCE_PRECISION_HINT": self.precision}
             if self.quantize:
                 path = export_openvino_int8(path)
                 settings["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = str(OV_GROUP_SIZE)

