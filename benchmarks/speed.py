@@ -111,7 +111,7 @@ def job_hardneg_mine(args: dict) -> dict:
     models = args["models"]
     members = [make_retriever(m, cache_dir=args["cache"], progress=False, max_seq_length=MAX_SEQ,
                               workers=args.get("workers", 1)) for m in models]
-    weights = DEFAULT_WEIGHTS if [m.split("-int8")[0] for m in models] == DEFAULT_ENSEMBLE else None
+    weights = DEFAULT_WEIGHTS if [m.split("-")[0] for m in models] == DEFAULT_ENSEMBLE else None  # any MiniLM engine
     ensemble = Ensemble(members, fusion="zscore", weights=weights)
     ensemble.index(dataset.corpus.full_texts(), dataset.corpus.ids)
     indexed = time.perf_counter()
@@ -357,11 +357,11 @@ def main() -> None:
                         help="DOCSxQUERIES:INDEX,... for part c")
     parser.add_argument("--corpus-docs", type=int, default=None,
                         help="part a on SciFact train with this many documents (all train positives included)")
-    parser.add_argument("--quality-models", default="minilm,minilm-int8,minilm-ov", help="models for part d")
+    parser.add_argument("--quality-models", default="minilm,minilm-int8,minilm-ov,minilm-ov-int8", help="models for part d")
     parser.add_argument("--quality-cache", default=str(WORK / "q-cache"), help="embedding cache for part d")
-    parser.add_argument("--mine-models", default="minilm,minilm-int8,minilm-ov",
+    parser.add_argument("--mine-models", default="minilm,minilm-int8,minilm-ov,minilm-ov-int8",
                         help="MiniLM engines for part a (each against sentence-transformers' mine_hard_negatives)")
-    parser.add_argument("--ensemble-dense", default="minilm,minilm-int8", help="MiniLM variants for part b")
+    parser.add_argument("--ensemble-dense", default="minilm,minilm-fast", help="MiniLM variants for part b")
     parser.add_argument("--quality-dataset", default="scifact", help="BEIR dataset (test split) for part d")
     parser.add_argument("--job")
     parser.add_argument("--args", default="{}")
