@@ -156,43 +156,42 @@ def test_max_length_suggestion_from_a_tiny_tokenizer():
         suggest_max_length([], Words())
 
 
-def test_onnx_export_matches_torch(tiny_bert, tmp_path, monkeypatch):
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
+def _torch_mean_pooled(model_dir: str, texts: list[str]) -> np.ndarray:
+    """The reference vectors: the transformer in torch, mean-pooled over the attention mask."""
+    import torch
     from transformers import AutoModel, AutoTokenizer
 
-    monkeypatch.setenv("HARDNEG_ONNX_DIR", str(tmp_path))
-    texts = ["a short one", "a somewhat longer sentence about coffee and tea"]
-    got = OnnxEmbedder(tiny_bert, "tiny", quantize=False, max_seq_length=32).embed_batch(texts, "document")
-    tok, model = AutoTokenizer.from_pretrained(tiny_bert), AutoModel.from_pretrained(tiny_bert).eval()
+    tok, model = AutoTokenizer.from_pretrained(model_dir), AutoModel.from_pretrained(model_dir).eval()
     enc = tok(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
         hidden = model(**enc).last_hidden_state
     mask = enc["attention_mask"][..., None].float()
-    want = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+    return ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+
+
+def test_onnx_export_matches_torch(tiny_bert, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("HARDNEG_ONNX_DIR", str(tmp_path))
+    texts = ["a short one", "a somewhat longer sentence about coffee and tea"]
+    got = OnnxEmbedder(tiny_bert, "tiny", quantize=False, max_seq_length=32).embed_batch(texts, "document")
+    want = _torch_mean_pooled(tiny_bert, texts)
     np.testing.assert_allclose(got, want, atol=1e-4)
     int8 = OnnxEmbedder(tiny_bert, "tiny", quantize=True, max_seq_length=32).embed_batch(texts, "document")
     assert int8.shape == want.shape
 
 
 def test_openvino_engine_matches_torch(tiny_bert, tmp_path, monkeypatch):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     pytest.importorskip("onnx")
     pytest.importorskip("openvino")
-    from transformers import AutoModel, AutoTokenizer
-
     monkeypatch.setenv("HARDNEG_ONNX_DIR", str(tmp_path))
     texts = ["a short one", "a somewhat longer sentence about coffee and tea", "tea"]
     embedder = OnnxEmbedder(tiny_bert, "tiny", quantize=False, max_seq_length=32, engine="openvino")
     assert embedder.name == "tiny-ov" and embedder.cache_key != OnnxEmbedder(tiny_bert, "tiny", quantize=False).cache_key
     got = embedder.embed_batch(texts, "document")
-    tok, model = AutoTokenizer.from_pretrained(tiny_bert), AutoModel.from_pretrained(tiny_bert).eval()
-    enc = tok(texts, padding=True, return_tensors="pt")
-    with torch.no_grad():
-        hidden = model(**enc).last_hidden_state
-    mask = enc["attention_mask"][..., None].float()
-    want = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+    want = _torch_mean_pooled(tiny_bert, texts)
     if embedder.precision == "f32":
         np.testing.assert_allclose(got, want, atol=1e-4)
     else:  # a CPU with bf16 instructions infers in bf16: close, not equal
