@@ -58,24 +58,23 @@ def main() -> None:
 
     # the reference: the fp32 graph at f32 (torch's vectors to ~1e-5)
     fp32_seconds, reference = embed(str(onnx_path), {"INFERENCE_PRECISION_HINT": "f32"})
-    if args.precision_hint != "f32":
-        seconds, vectors = embed(str(onnx_path), {})
+
+    def against_reference(model, settings: dict) -> dict:
+        seconds, vectors = embed(model, settings)
         cosine = (vectors * reference).sum(1)
-        plain = {"seconds": round(seconds, 2), "cosine_mean": round(float(cosine.mean()), 5),
-                 "cosine_min": round(float(cosine.min()), 5)}
+        return {"seconds": round(seconds, 2), "cosine_mean": round(float(cosine.mean()), 5),
+                "cosine_min": round(float(cosine.min()), 5)}
+
     result = {"command": "python benchmarks/ov_group_size.py " + " ".join(sys.argv[1:]),
               "precision_hint": args.precision_hint,
               "machine": f"{platform.platform()}, {os.cpu_count()} cores", "documents": len(texts),
               "fp32_graph_at_f32_seconds": round(fp32_seconds, 2), "int8_sym_weights": {}}
     if args.precision_hint != "f32":
-        result[f"fp32_graph_at_{args.precision_hint}"] = plain
+        result[f"fp32_graph_at_{args.precision_hint}"] = against_reference(str(onnx_path), {})
     compressed = nncf.compress_weights(core.read_model(str(onnx_path)), mode=nncf.CompressWeightsMode.INT8_SYM)
     for group in args.groups.split(","):
-        seconds, vectors = embed(compressed, {"DYNAMIC_QUANTIZATION_GROUP_SIZE": group})
-        cosine = (vectors * reference).sum(1)
-        result["int8_sym_weights"][f"group_{group}"] = {"seconds": round(seconds, 2),
-                                                        "cosine_mean": round(float(cosine.mean()), 5),
-                                                        "cosine_min": round(float(cosine.min()), 5)}
+        result["int8_sym_weights"][f"group_{group}"] = against_reference(
+            compressed, {"DYNAMIC_QUANTIZATION_GROUP_SIZE": group})
     write_json(args.output, result)
     print(json.dumps(result, indent=1))
 

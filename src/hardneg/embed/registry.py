@@ -14,7 +14,7 @@ from .backends import (
 )
 from ..hub import locate_model
 from .base import Embedder
-from .onnx import OnnxEmbedder
+from .onnx import SUFFIXES, OnnxEmbedder
 
 MINILM_ALIASES = {"minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 KNOWN_MODELS = {
@@ -58,15 +58,15 @@ def get_embedder(name: str, batch_size: int | None = None, max_seq_length: int |
         return HashEmbedder(int(key.split("-", 1)[1]) if "-" in key else 64)
     if key == "minilm-fast":
         name = key = "minilm-ov-int8"
-    for suffix in ("-ov-int8", "-int8", "-onnx", "-ov"):
+    for suffix, (engine, int8) in SUFFIXES.items():
         if key.endswith(suffix):
             base = name[: -len(suffix)]
             path = resolve_st_model(base)
             bundled = base.lower() in MINILM_ALIASES
             short = "all-MiniLM-L6-v2" if bundled else Path(path).name
-            return OnnxEmbedder(path, short, quantize=suffix.endswith("-int8"), max_seq_length=max_seq_length,
+            return OnnxEmbedder(path, short, quantize=int8, max_seq_length=max_seq_length,
                                 batch_size=batch_size or 32, keyed_by_content=not bundled and Path(path).is_dir(),
-                                engine="openvino" if suffix.startswith("-ov") else "onnxruntime")
+                                engine=engine)
     path = resolve_st_model(name)
     bundled = key in MINILM_ALIASES
     short = "all-MiniLM-L6-v2" if bundled else name.removeprefix("st:")
