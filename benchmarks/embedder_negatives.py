@@ -102,7 +102,8 @@ def run_seed(ctx, member: str, seed: int) -> dict:
                                fingerprint=fingerprint(mining["fingerprint"], member, ec, seed))
         trained_s = time.perf_counter() - started
         tuned = {"alone": ctx.retrievers.ensemble([str(model)]),
-                 "fused": ctx.retrievers.ensemble([str(model) if m == member else m for m in members])}
+                 "fused": ctx.retrievers.ensemble([str(model) if m == member else m for m in members],
+                                                  weights=config.weights)}  # the untrained ensemble's weights
         runs = {how: first_stage_run(ctx.dataset, test_ids, ens, config.evaluate.depth) for how, ens in tuned.items()}
         found = {how: per_query(qrels, run) for how, run in runs.items()}
         out["strategies"][strategy.name] = {

@@ -66,8 +66,9 @@ def test_train_embedder_saves_a_loadable_folder_with_a_card_and_reuses_it(datase
     assert not (tmp_path / "emb" / "checkpoints").exists()
     assert not [p for p in (tmp_path / "emb").iterdir() if p.name.endswith(".tmp")]
 
-    vectors = SentenceTransformer(str(folder), device="cpu").encode(["solar panels"])
-    base = SentenceTransformer(tiny_st, device="cpu").encode(["solar panels"])
+    trained, base_model = SentenceTransformer(str(folder), device="cpu"), SentenceTransformer(tiny_st, device="cpu")
+    assert trained.max_seq_length == base_model.max_seq_length > SETTINGS["max_seq_length"]  # trained short, kept
+    vectors, base = trained.encode(["solar panels"]), base_model.encode(["solar panels"])
     assert vectors.shape == base.shape and not np.allclose(vectors, base)
 
     mtime = (folder / DONE).stat().st_mtime_ns

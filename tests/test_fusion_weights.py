@@ -133,3 +133,26 @@ def test_a_grid_no_better_held_out_than_the_fixed_weights_keeps_them(collection)
                            fusions=("zscore",))
     assert not learned.learned and learned.weights == (1.0, 1.0, 1.0) and learned.fusion == "zscore"
     assert learned.held_out <= learned.fallback_score and "held-out" in learned.reason
+
+
+def test_a_fine_tuned_first_stage_is_weighed_on_dev_queries_only(collection):
+    """A fine-tuned member has seen the training queries: weighed there it would look perfect. The run weighs the
+    first stage it joins on the dev queries, which its training never saw (and never on test queries)."""
+    from types import SimpleNamespace
+
+    from hardneg.config import RunConfig
+    from hardneg.pipeline.first_stage import learn_ensemble_fusion
+
+    dev, trained_on = TRAIN[:30], TRAIN[30:]
+    asked: list[str] = []
+    members = [Scripted("memoriser", set(trained_on), asked), Scripted("dev-and-test", set(dev + TEST), asked),
+               Scripted("noise", set(), asked)]
+    fused = Ensemble(members, fusion="zscore", weights=[1.0, 0.5, 1.0])
+    fused.index(collection.corpus.full_texts(), collection.corpus.ids)
+    ctx = SimpleNamespace(config=RunConfig(dataset="x", evaluate={"depth": 10}), dataset=collection,
+                          dev_ids=dev, train_ids=trained_on)
+    learned = learn_ensemble_fusion(ctx, fused, ctx.dev_ids)
+    assert learned.learned and learned.queries == len(dev) and learned.weights == (0.0, 1.0, 0.0)
+    assert set(asked) == {collection.queries.text(q) for q in dev}
+    # counter-check: weighed on the queries it was trained on, the memoriser wins
+    assert learn_ensemble_fusion(ctx, fused, ctx.train_ids).weights[0] > 0

@@ -179,6 +179,8 @@ def test_a_run_tunes_its_first_stage_and_offers_it_as_the_system(tmp_path, beir_
     assert record["fusion"]["queries"] >= 2 and set(record["embedders"]) == {tiny_st}
     model = record["embedders"][tiny_st]
     assert model.startswith(str(tmp_path / "run" / "strategies" / "ensemble" / "embedders"))
+    # the first stage with the fine-tuned member is weighed on the dev queries its training never saw
+    assert record["fine_tuned_fusion"]["members"] == [model, "bm25"]
     # the fine-tuned member alone and inside the ensemble is re-ranked too
     assert ("ensemble (fine-tuned)", "ensemble", "rerank") in {(r.first_stage, r.reranker, r.mode) for r in result.rows}
     assert result.system["choice"]["baseline"] == "ensemble"

@@ -224,6 +224,7 @@ def _train(pairs: list[MinedPair], base_model: str, output_dir: Path, config: Em
 
     set_seed(seed)
     model = SentenceTransformer(resolve_st_model(base_model), device=current_device())
+    native_length = model.max_seq_length
     if config.max_seq_length:
         model.max_seq_length = config.max_seq_length
     prompts = prompts_for(model, config)
@@ -246,6 +247,9 @@ def _train(pairs: list[MinedPair], base_model: str, output_dir: Path, config: Em
 
     # The prompts it was trained with go with the model: encode_query / encode_document apply them.
     model.prompts = {**(model.prompts or {}), **{k: v for k, v in prompts.items() if v}}
+    # A short training length is a cost setting, not the model's limit: it embeds at its own (or the longer one).
+    if native_length and config.max_seq_length:
+        model.max_seq_length = max(native_length, config.max_seq_length)
     # Save next to the target, then rename: a folder named "model" is always complete.
     staging = temp_dir(output_dir, "model")
     try:

@@ -61,8 +61,9 @@ class EmbedderConfig(AddedKeysOmitted):
     learning_rate: float = Field(2e-5, gt=0, description="peak learning rate (linear warmup, then linear decay)")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of the steps spent warming the learning rate up")
     max_seq_length: int | None = Field(
-        256, ge=8, description="tokens per text: documents are truncated here, short queries are padded only to "
-        "the longest query of their batch; null: the model's own limit")
+        256, ge=8, description="tokens per text in training: documents are truncated here, short queries are "
+        "padded only to the longest query of their batch; null: the model's own limit. The saved model embeds at "
+        "its own limit, or at this one if longer")
     max_train_pairs: int | None = Field(None, ge=1, description="cap on training pairs (for quick runs)")
     dev_eval: bool = Field(True, description="evaluate retrieval (nDCG@10 over a corpus) on the dev queries during "
                            "training and keep the best checkpoint")
@@ -97,6 +98,10 @@ class FusionWeightsConfig(BaseModel):
 
     learn: bool = Field(False, description="learn the weights and fusion on the training queries (off: the run's "
                         "weights and fusion as given)")
+    fine_tuned: bool = Field(True, description="with embedder.enabled: learn the weights and fusion of the first "
+                             "stage with the fine-tuned members on the dev queries, which their training never saw "
+                             "(the training queries would favour them), by the same grid and folds; the weights "
+                             "above stay unless the grid wins on held-out folds of at least min_queries dev queries")
     grid: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0],
                               description="the weights tried for each member (0 leaves a member out)")
     fusions: list[LearnableFusion] = Field(default_factory=lambda: ["zscore", "minmax", "rrf"],

@@ -50,7 +50,7 @@ def tune_first_stages(ctx: RunContext, trained: dict[str, TrainedStrategy]) -> T
     out = TunedFirstStages()
     weights, fusion = config.weights, config.fusion
     if config.fusion_weights.learn:
-        learned = learn_ensemble_fusion(ctx)
+        learned = learn_ensemble_fusion(ctx, ctx.retrievers.ensemble(config.ensemble), ctx.train_ids)
         out.record["fusion"] = learned.as_dict()
         if learned.learned:
             weights, fusion = list(learned.weights), learned.fusion
@@ -62,23 +62,28 @@ def tune_first_stages(ctx: RunContext, trained: dict[str, TrainedStrategy]) -> T
             out.ensembles[f"{Path(member).name} (fine-tuned)"] = ctx.retrievers.ensemble([str(path)])
         if tuned and len(config.ensemble) > 1:
             members = [str(tuned.get(m, m)) for m in config.ensemble]
-            out.ensembles[FINE_TUNED] = ctx.retrievers.ensemble(members, fusion, weights=weights)
+            fused = ctx.retrievers.ensemble(members, fusion, weights=weights)
+            if config.fusion_weights.fine_tuned:
+                learned = learn_ensemble_fusion(ctx, fused, ctx.dev_ids)
+                out.record["fine_tuned_fusion"] = learned.as_dict()
+                if learned.learned:
+                    fused = ctx.retrievers.ensemble(members, learned.fusion, weights=list(learned.weights))
+            out.ensembles[FINE_TUNED] = fused
     if out.record:
         write_json(ctx.folder.path / "first_stage.json", out.record)
     return out
 
 
-def learn_ensemble_fusion(ctx: RunContext) -> LearnedFusion:
-    """Weights and fusion of the run's ensemble, learned on the training queries (not dev, not test)."""
+def learn_ensemble_fusion(ctx: RunContext, ensemble: Ensemble, query_ids: list[str]) -> LearnedFusion:
+    """Weights and fusion of ``ensemble``, learned on ``query_ids`` (training or dev queries, never test); its
+    own weights and fusion are the fallback."""
     config, fw = ctx.config, ctx.config.fusion_weights
-    ensemble = ctx.retrievers.ensemble(config.ensemble)
-    queries = sample_queries(ctx.train_ids, fw.max_queries, config.seed)
+    queries = sample_queries(query_ids, fw.max_queries, config.seed)
     learned = learn_fusion(ctx.dataset, queries, ctx.dataset.qrels[config.train_split],
                            ensemble, depth=fw.depth or config.evaluate.depth, seed=config.seed,
                            grid=tuple(fw.grid), fusions=tuple(fw.fusions), folds=fw.folds,
-                           min_queries=fw.min_queries, metric=fw.metric, fallback_weights=config.weights,
-                           fallback_fusion=config.fusion)
-    logger.info("Ensemble fusion: %s", learned.reason)
+                           min_queries=fw.min_queries, metric=fw.metric)
+    logger.info("Fusion of %s: %s", ", ".join(ensemble.member_names), learned.reason)
     return learned
 
 
