@@ -23,10 +23,10 @@ import numpy as np
 
 from hardneg.config import config_from_dict
 from hardneg.evaluate import first_stage_run, paired_test, per_query_metrics, test_comparison
-from hardneg.fusion_weights import learn_fusion
 from hardneg.io import write_json
 from hardneg.lock import release
 from hardneg.pipeline.context import prepare
+from hardneg.pipeline.first_stage import learn_ensemble_fusion
 from hardneg.rundir import slug
 
 METRICS = ["ndcg@10", "mrr@10", "recall@100"]
@@ -77,15 +77,13 @@ def run_seed(ctx, member: str, strategy: str, seed: int) -> dict:
         raise SystemExit("the run has no fixed weights to start from")
     for name, names in members.items():
         fixed = ctx.retrievers.ensemble(names, weights=list(config.weights))  # as the run fuses them
-        fit = learn_fusion(ctx.dataset, ctx.dev_ids, ctx.dataset.qrels[config.train_split], fixed,
-                           depth=config.evaluate.depth, seed=seed, grid=tuple(config.fusion_weights.grid),
-                           fusions=tuple(config.fusion_weights.fusions), folds=config.fusion_weights.folds,
-                           min_queries=config.fusion_weights.min_queries, metric=config.fusion_weights.metric)
+        fit = learn_ensemble_fusion(ctx, fixed, ctx.dev_ids)  # as the run weighs its fine-tuned first stage
         learned[name] = {k: v for k, v in fit.as_dict().items() if k != "candidates"}
         runs[f"{name}, fixed weights"] = first_stage_run(ctx.dataset, test_ids, fixed, config.evaluate.depth)
         tuned = ctx.retrievers.ensemble(names, fit.fusion, weights=list(fit.weights))
-        runs[f"{name}, weights learned on dev"] = first_stage_run(ctx.dataset, test_ids, tuned,
-                                                                 config.evaluate.depth)
+        runs[f"{name}, weights learned on dev"] = (  # the fixed weights kept: the same run
+            first_stage_run(ctx.dataset, test_ids, tuned, config.evaluate.depth) if fit.learned
+            else runs[f"{name}, fixed weights"])
     values = {name: per_query_metrics(qrels, run, METRICS) for name, run in runs.items()}
     baseline = runs["untrained, fixed weights"]
     return {"dev_queries": len(ctx.dev_ids), "test_queries": len(test_ids), "learned": learned,
