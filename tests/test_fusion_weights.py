@@ -156,3 +156,63 @@ def test_a_fine_tuned_first_stage_is_weighed_on_dev_queries_only(collection):
     assert set(asked) == {collection.queries.text(q) for q in dev}
     # counter-check: weighed on the queries it was trained on, the memoriser wins
     assert learn_ensemble_fusion(ctx, fused, ctx.train_ids).weights[0] > 0
+
+
+def test_a_first_stage_weighed_on_dev_queries_is_measured_on_each_gate_fold_at_weights_learned_without_it(
+        collection):
+    """The gate measures its candidates on folds of the dev queries; a first stage whose weights were learned on
+    those same queries would look better there than on test. Its dev run is nested: each fold of the gate is ranked
+    at the weights learned on the other dev queries (a leak of a fold into its own weights fails here)."""
+    from types import SimpleNamespace
+
+    from hardneg.config import RunConfig
+    from hardneg.evaluate import gate_folds
+    from hardneg.fusion_weights import LearnedFusion
+    from hardneg.pipeline.evaluation import Evaluation
+
+    dev = TRAIN[:30]
+    weighed_on: list[list[str]] = []
+    ranked_with: dict[str, int] = {}
+
+    class Recording(Ensemble):
+        def candidates(self, queries, depth):
+            for text in queries:
+                ranked_with[text.removeprefix("query text ")] = self.weighing
+            return super().candidates(queries, depth)
+
+    def refit(query_ids):
+        weighed_on.append(list(query_ids))
+        fused = Recording([Scripted("a", set(), []), Scripted("b", set(), [])], fusion="zscore", weights=[1.0, 1.0])
+        fused.weighing = len(weighed_on) - 1
+        fused.index(collection.corpus.full_texts(), collection.corpus.ids)
+        return fused, LearnedFusion(("a", "b"), (1.0, 1.0), "zscore", False, "fixed", "ndcg@10", len(query_ids), 5)
+
+    config = RunConfig(dataset="x", seed=3, evaluate={"depth": 10})
+    evaluation = Evaluation.__new__(Evaluation)
+    evaluation.ctx = SimpleNamespace(config=config, dataset=collection, dev_ids=dev, chunks=None)
+    evaluation.config, evaluation.ev, evaluation.dev_ids = config, config.evaluate, dev
+    evaluation.refit, evaluation.nested = {"tuned": refit}, {}
+    run = evaluation.nested_dev_run("tuned")
+    folds = gate_folds(dev, seed=3)
+    assert sorted(run) == sorted(dev) and len(weighed_on) == len(folds) == 5
+    for number, held in enumerate(folds):
+        assert not set(held) & set(weighed_on[number])          # the fold's weights never saw it
+        assert sorted(weighed_on[number] + held) == sorted(dev)  # and saw every other dev query
+        assert {ranked_with[q] for q in held} == {number}      # the fold is ranked at its own weights
+    assert [f["held_out"] for f in evaluation.nested["tuned"]] == [len(f) for f in folds]
+
+
+def test_the_gate_folds_are_the_folds_the_gate_holds_out():
+    """held_out_gains picks on all folds but one: a candidate that is best on exactly one gate fold is picked for
+    the other folds' held-out queries, never for its own."""
+    from hardneg.evaluate.choice import gate_folds, held_out_gains
+
+    queries = [f"q{i:02d}" for i in range(23)]
+    folds = gate_folds(list(reversed(queries)), seed=7)  # the gate sorts the queries first
+    assert sorted(q for f in folds for q in f) == queries and len(folds) == 5
+    for target, held in enumerate(folds):
+        base = np.zeros(len(queries))
+        lucky = np.array([3.0 if q in held else -0.1 for q in queries])   # best overall, but only on its fold
+        steady = np.full(len(queries), 0.1)
+        gains, picks = held_out_gains(np.vstack([lucky, steady]), base, 5, 7)
+        assert picks[target] == 1 and all(p == 0 for i, p in enumerate(picks) if i != target)

@@ -170,6 +170,7 @@ def test_a_run_tunes_its_first_stage_and_offers_it_as_the_system(tmp_path, beir_
     cfg.update(ensemble=[tiny_st, "bm25"],
                embedder={"enabled": True, "epochs": 1, "batch_size": 2, "dev_eval": False, "threads": 1},
                fusion_weights={"learn": True, "min_queries": 2, "folds": 2})
+    cfg.setdefault("evaluate", {})["cross_fit"] = "never"  # cross-fitted, tuned first stages are no candidates
     path.write_text(yaml.safe_dump(cfg))
     result = run(load_config(path))
     stages = {r.first_stage for r in result.rows if r.mode == "first stage"}
@@ -181,6 +182,10 @@ def test_a_run_tunes_its_first_stage_and_offers_it_as_the_system(tmp_path, beir_
     assert model.startswith(str(tmp_path / "run" / "strategies" / "ensemble" / "embedders"))
     # the first stage with the fine-tuned member is weighed on the dev queries its training never saw
     assert record["fine_tuned_fusion"]["members"] == [model, "bm25"]
+    # and the gate measures it on dev folds its weights never saw (nested)
+    nested = result.system["nested_dev_runs"]["ensemble (fine-tuned)"]
+    assert sum(f["held_out"] for f in nested) == result.system["choice"]["dev_queries"]
+    assert "are nested" in result.system["choice"]["reason"]
     # the fine-tuned member alone and inside the ensemble is re-ranked too
     assert ("ensemble (fine-tuned)", "ensemble", "rerank") in {(r.first_stage, r.reranker, r.mode) for r in result.rows}
     assert result.system["choice"]["baseline"] == "ensemble"

@@ -24,6 +24,7 @@ from .runs import ALPHAS, rerank_run
 from .stats import bootstrap_ci, paired_test
 
 FIRST_STAGE = "first stage"
+GATE_FOLDS = 5
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,22 @@ def _best(values: np.ndarray, columns: np.ndarray) -> int:
     return int(np.flatnonzero(means >= means.max() - 1e-12)[0])
 
 
+def fold_assignment(n: int, folds: int, seed: int) -> np.ndarray:
+    """Each of ``n`` queries' fold (at most ``n`` folds): a seeded shuffle dealt round-robin."""
+    k = min(folds, n)
+    fold_of = np.empty(n, dtype=int)
+    fold_of[np.random.default_rng(seed).permutation(n)] = np.arange(n) % max(k, 1)
+    return fold_of
+
+
+def gate_folds(query_ids: list[str], folds: int = GATE_FOLDS, seed: int = 42) -> list[list[str]]:
+    """The dev queries of each fold :func:`choose_system` holds out, so a first stage tuned on dev queries can be
+    tuned without each fold (nested) before the gate measures it there."""
+    queries = sorted(query_ids)
+    fold_of = fold_assignment(len(queries), folds, seed)
+    return [[q for q, f in zip(queries, fold_of) if f == fold] for fold in range(min(folds, len(queries)))]
+
+
 def held_out_gains(values: np.ndarray, first: np.ndarray, folds: int, seed: int) -> tuple[np.ndarray, list[int]]:
     """Per dev query, the gain over ``first`` of the candidate picked on the other folds' queries (``values``:
     candidates x queries), and each fold's pick."""
@@ -93,8 +110,7 @@ def held_out_gains(values: np.ndarray, first: np.ndarray, folds: int, seed: int)
     if k < 2:  # one query: nothing to hold out (the gate's min_queries rejects it anyway)
         pick = _best(values, np.arange(n))
         return values[pick] - first, [pick]
-    fold_of = np.empty(n, dtype=int)
-    fold_of[np.random.default_rng(seed).permutation(n)] = np.arange(n) % k
+    fold_of = fold_assignment(n, k, seed)
     gains, picks = np.empty(n), []
     for fold in range(k):
         held = fold_of == fold
@@ -107,7 +123,8 @@ def held_out_gains(values: np.ndarray, first: np.ndarray, folds: int, seed: int)
 def choose_system(baseline: str, dev_qrels: Qrels, dev_runs: dict[str, RunDict],
                   dev_scores: dict[str, dict[str, dict[str, dict[str, float]]]], depth: int, metric: str = "ndcg@10",
                   level: float = 0.90, resamples: int = 1000, seed: int = 42, min_queries: int = 10,
-                  weights: tuple[float, ...] = ALPHAS[1:], folds: int = 5, cross_fitted: bool = False) -> SystemChoice:
+                  weights: tuple[float, ...] = ALPHAS[1:], folds: int = GATE_FOLDS,
+                  cross_fitted: bool = False) -> SystemChoice:
     """The system to hand over, from dev queries only. ``dev_runs``: each candidate first stage's dev run (the
     untrained ``baseline`` among them); ``dev_scores``: first stage -> re-ranker -> its scores of that run's top
     ``depth``. Candidates: every other first stage alone, and every re-ranker over every first stage at every

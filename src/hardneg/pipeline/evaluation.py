@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 from pathlib import Path
 
 from ..chunk import chunk_pairs, document_scores, documents_run, load_tokenizer, top_documents
@@ -25,6 +26,7 @@ from ..evaluate import (
     choose_system,
     evaluate_run,
     first_stage_run,
+    gate_folds,
     ranked,
     rerank_run,
     test_comparison,
@@ -37,6 +39,7 @@ from ..retrieve import Ensemble
 from ..splits import sample_queries
 from .context import RunContext
 from .crossfit import SMALL_DEV, CrossFit, HeldOut
+from .first_stage import Refit
 
 logger = logging.getLogger(__name__)
 SPLITS = ("test", "dev")
@@ -55,13 +58,19 @@ class Evaluation:
     """Evaluates first stages and re-rankers on one run's test queries (and tunes interpolation on its dev ones)."""
 
     def __init__(self, ctx: RunContext, length_split: LengthSplit | None = None,
-                 tuned_first_stages: dict[str, Ensemble] | None = None, cross_fit: CrossFit | None = None):
+                 tuned_first_stages: dict[str, Ensemble] | None = None, cross_fit: CrossFit | None = None,
+                 refit: dict[str, Refit] | None = None):
         """``tuned_first_stages``: first stages the run tuned (fine-tuned members, learned fusion), evaluated after
         the configured ones and candidates for the system the run hands over. ``cross_fit``: the dev queries are
-        then every training query, each scored by a re-ranker trained without it (:mod:`.crossfit`)."""
+        then every training query, each scored by a re-ranker trained without it (:mod:`.crossfit`). ``refit``:
+        tuned first stages weighed on the dev queries, and how to weigh them on fewer: their dev runs are nested,
+        each of the gate's folds ranked at weights learned without it."""
         self.ctx, self.config, self.length_split = ctx, ctx.config, length_split
         self.tuned = dict(tuned_first_stages or {})
         self.cross_fit = cross_fit if cross_fit is not None and cross_fit.held_out else None
+        # cross-fitted, the tuned first stages are no candidates, so nothing needs nesting
+        self.refit = {} if self.cross_fit else {k: v for k, v in (refit or {}).items() if k in self.tuned}
+        self.nested: dict[str, list[dict]] = {}
         ev = self.ev = ctx.config.evaluate
         documents = ctx.documents
         test_ids = sample_queries(sorted(documents.positives(ev.split)), ev.max_queries, ctx.config.seed)
@@ -96,10 +105,26 @@ class Evaluation:
         named = {name: self.ctx.retrievers.first_stage(name) for name in self.ev.first_stages}
         self.ensembles = {**named, **self.tuned}
         for name, ensemble in self.ensembles.items():
-            out[name] = {"test": self.first_stage(ensemble, list(self.test_qrels)),
-                         "dev": self.first_stage(ensemble, self.dev_ids) if self.dev else {}}
+            dev = ({} if not self.dev else self.nested_dev_run(name) if name in self.refit
+                   else self.first_stage(ensemble, self.dev_ids))
+            out[name] = {"test": self.first_stage(ensemble, list(self.test_qrels)), "dev": dev}
             write_trec(self.ctx.folder.trec(name, self.ev.split), out[name]["test"], slug(name))
         return out
+
+    def nested_dev_run(self, name: str) -> RunDict:
+        """The dev run of a first stage weighed on dev queries, each gate fold ranked at the weights the same
+        weighing learns without that fold: the weights never saw the queries that then measure them."""
+        run: RunDict = {}
+        self.nested[name] = []
+        for held in gate_folds(self.dev_ids, seed=self.config.seed):
+            left_out = set(held)
+            ensemble, learned = self.refit[name]([q for q in self.ctx.dev_ids if q not in left_out])
+            run.update(self.first_stage(ensemble, held))
+            self.nested[name].append({"held_out": len(held), "queries": learned.queries, "learned": learned.learned,
+                                      "weights": list(learned.weights), "fusion": learned.fusion})
+        logger.info("Dev run of %s nested over %d folds: weights %s", name, len(self.nested[name]),
+                    "; ".join(f"{f['weights']} {f['fusion']}" for f in self.nested[name]))
+        return run
 
     def pairs_to_score(self, runs: dict[str, RunDict]) -> list[tuple[str, str]]:
         """(query, document or chunk) pairs a re-ranker scores: the top ``rerank_depth`` of each run."""
@@ -241,6 +266,10 @@ class Evaluation:
         self.choice = choose_system(baseline, self.dev_qrels, {fs: stages[fs]["dev"] for fs in candidates},
                                     dev_scores, ev.rerank_depth, seed=config.seed, resamples=ev.bootstrap,
                                     weights=weights, cross_fitted=self.cross_fit is not None)
+        if self.nested:
+            self.choice = replace(self.choice, reason=(
+                f"{self.choice.reason}; the dev runs of {', '.join(sorted(self.nested))} are nested: each fold ranked "
+                "at weights learned on the other dev queries"))
         logger.info("Chosen system: %s", self.choice.reason)
         c = self.choice
         chosen = Candidate(c.first_stage, c.reranker, c.weight or 0.0)

@@ -6,6 +6,7 @@ over; what was learned is recorded in ``first_stage.json``."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,10 +26,16 @@ LEARNED = "ensemble (learned fusion)"
 FINE_TUNED = "ensemble (fine-tuned)"
 
 
+Refit = Callable[[list[str]], tuple[Ensemble, LearnedFusion]]
+
+
 @dataclass
 class TunedFirstStages:
     ensembles: dict[str, Ensemble] = field(default_factory=dict)
     record: dict = field(default_factory=dict)
+    # first stages weighed on dev queries -> the same weighing on a subset of them, so the system chosen on dev
+    # queries can measure each on queries its weights never saw (nested)
+    refit: dict[str, Refit] = field(default_factory=dict)
 
 
 def check_tuning(ctx: RunContext) -> None:
@@ -64,14 +71,23 @@ def tune_first_stages(ctx: RunContext, trained: dict[str, TrainedStrategy]) -> T
             members = [str(tuned.get(m, m)) for m in config.ensemble]
             fused = ctx.retrievers.ensemble(members, fusion, weights=weights)
             if config.fusion_weights.fine_tuned:
-                learned = learn_ensemble_fusion(ctx, fused, ctx.dev_ids)
+                out.refit[FINE_TUNED] = refit = weigher(ctx, fused, members)
+                fused, learned = refit(ctx.dev_ids)
                 out.record["fine_tuned_fusion"] = learned.as_dict()
-                if learned.learned:
-                    fused = ctx.retrievers.ensemble(members, learned.fusion, weights=list(learned.weights))
             out.ensembles[FINE_TUNED] = fused
     if out.record:
         write_json(ctx.folder.path / "first_stage.json", out.record)
     return out
+
+
+def weigher(ctx: RunContext, fixed: Ensemble, members: list[str]) -> Refit:
+    """Query ids -> ``fixed``'s members weighed on them (``fixed`` itself when its weights stay), and the evidence."""
+    def refit(query_ids: list[str]) -> tuple[Ensemble, LearnedFusion]:
+        learned = learn_ensemble_fusion(ctx, fixed, query_ids)
+        if not learned.learned:
+            return fixed, learned
+        return ctx.retrievers.ensemble(members, learned.fusion, weights=list(learned.weights)), learned
+    return refit
 
 
 def learn_ensemble_fusion(ctx: RunContext, ensemble: Ensemble, query_ids: list[str]) -> LearnedFusion:

@@ -18,7 +18,7 @@ from ..system import save_system
 from .context import RunContext, prepare
 from .crossfit import CrossFit, cross_fit, cross_fit_queries
 from .evaluation import Evaluation, length_split_of, rerankers_to_evaluate
-from .first_stage import check_tuning, tune_first_stages
+from .first_stage import Refit, check_tuning, tune_first_stages
 from .training import TrainedStrategy, dev_candidates, train_strategy
 
 
@@ -47,7 +47,7 @@ def run_pipeline(config: RunConfig) -> RunResult:
             models = {name: t.model for name, t in trained.items()}
             return evaluate_and_write(ctx, rerankers_to_evaluate(ctx, models),
                                       {n: t.mining for n, t in trained.items()}, tuned.ensembles, tuned.record,
-                                      folds)
+                                      folds, tuned.refit)
     finally:
         release(ctx.folder.lock)  # the folder's next run (or another process) may own it now
 
@@ -66,15 +66,16 @@ def evaluate_models(config: RunConfig, models: dict[str, str]) -> RunResult:
 
 def evaluate_and_write(ctx: RunContext, rerankers: dict[str, str], mining: dict[str, dict],
                        tuned: dict[str, Ensemble] | None = None, first_stage: dict | None = None,
-                       folds: CrossFit | None = None) -> RunResult:
+                       folds: CrossFit | None = None, refit: dict[str, Refit] | None = None) -> RunResult:
     """Evaluate (the configured first stages, then ``tuned`` ones), then write results.json and results.md."""
     length_split = length_split_of(ctx)
-    evaluation = Evaluation(ctx, length_split, tuned, folds)
+    evaluation = Evaluation(ctx, length_split, tuned, folds, refit)
     rows = evaluation.run(rerankers)
     system = None
     if evaluation.choice is not None:
         system = {"choice": evaluation.choice.as_dict(), "test": evaluation.system_test,
                   **({"first_stage_tuning": first_stage} if first_stage else {}),
+                  **({"nested_dev_runs": evaluation.nested} if evaluation.nested else {}),
                   **({"cross_fit": evaluation.cross_fit.as_dict()} if evaluation.cross_fit else {})}
         save_system(ctx.folder, ctx.config, ctx.dataset_path, evaluation.choice, rerankers, evaluation.system_test,
                     evaluation.ensembles[evaluation.choice.first_stage])
