@@ -237,6 +237,14 @@ def test_rerank_subset_without_base(tmp_path, beir_dir, tiny_bert):
         ("ensemble", "none", "first stage"), ("bm25", "none", "first stage"), ("bm25", "bm25", "rerank")}
     with pytest.raises(ValueError, match=r"evaluate\.rerank names \['hash'\]"):
         load_config(path, {"evaluate.rerank": ["hash"]})
+    # the same run re-ranked by OpenVINO: the torch scores are not reused (another engine), the metrics barely move
+    pytest.importorskip("openvino")
+    store = result.output / "scores" / "bm25.test.json"
+    torch_fingerprint = json.loads(store.read_text())["fingerprint"]
+    again = run(load_config(path, {"evaluate.engine": "openvino"}))
+    assert json.loads(store.read_text())["fingerprint"] != torch_fingerprint
+    before, after = ([r.metrics["ndcg@10"] for r in rows if r.mode == "rerank"] for rows in (result.rows, again.rows))
+    assert after == pytest.approx(before, abs=0.05)
 
 
 def test_score_store_discards_scores_of_another_model(tmp_path):

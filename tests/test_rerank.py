@@ -87,3 +87,29 @@ def test_score_pairs_scores_only_what_is_missing(dataset, tmp_path):
     assert store.scores["q1"]["d02"] == len(corpus.full_text(corpus.index["d02"]))
     score_pairs(model, dataset, [("q1", "d01"), ("q2", "d03")], store, progress=False)
     assert len(model.seen) == 3 and ScoreStore(tmp_path / "s.json", "m").scores == store.scores
+
+
+def test_the_openvino_engine_scores_as_the_torch_model_does(model_dir):
+    """evaluate.engine openvino: the same tokenisation and activation as CrossEncoder.predict, at the CPU's own
+    precision (bf16 rounds the logits a little), so scores match the torch model's."""
+    pytest.importorskip("openvino")
+    import numpy as np
+
+    from hardneg.crossencoder import (
+        OpenVINOCrossEncoder,
+        engine_for,
+        engine_key,
+        load_cross_encoder,
+        reranking_engine,
+    )
+
+    model = load_cross_encoder(model_dir, 32, device="cpu")
+    pairs = [(f"query {i} about solar power", "panels and sunlight " * (i % 7 + 1) + f"text {i}") for i in range(40)]
+    expected = model.predict(pairs, batch_size=8, convert_to_numpy=True)
+    engine = reranking_engine(model, "openvino")
+    assert isinstance(engine, OpenVINOCrossEncoder) and reranking_engine(model, "torch") is model
+    found = engine.predict(pairs, batch_size=16)  # other batches pad differently: scores must not depend on it
+    assert found.shape == expected.shape and np.allclose(found, expected, atol=2e-3)
+    assert engine.predict([]).shape == (0,)
+    assert engine_key("torch") == "" and engine_key("openvino").startswith("openvino:")  # torch stores stay valid
+    assert engine_for("openvino", "cpu") == "openvino" and engine_for("openvino", "cuda:0") == "torch"

@@ -13,7 +13,16 @@ from pathlib import Path
 
 from ..chunk import chunk_pairs, document_scores, documents_run, load_tokenizer, top_documents
 from ..config import fingerprint, slug
-from ..crossencoder import ScoreStore, load_cross_encoder, score_pairs, training_info
+from ..crossencoder import (
+    ScoreStore,
+    engine_for,
+    engine_key,
+    load_cross_encoder,
+    reranking_engine,
+    score_pairs,
+    training_info,
+)
+from ..device import current_device
 from ..data import Qrels
 from ..evaluate import (
     ALPHAS,
@@ -82,6 +91,7 @@ class Evaluation:
         self.tune = ev.interpolate and not self.fixed_weight and bool(self.dev_ids)
         # The system a run hands over is chosen on dev queries, so they are scored whenever there are any.
         self.dev = bool(self.dev_ids)
+        self.engine = engine_for(ev.engine, current_device())
         self.choice: SystemChoice | None = None
         self.ensembles: dict[str, Ensemble] = {}
         self.system_test: dict | None = None
@@ -168,12 +178,14 @@ class Evaluation:
             needed = store.missing(self.pairs_to_score(runs))
             if needed:
                 if path not in loaded:
-                    loaded[path] = load_cross_encoder(path, config.train.max_length, seed=config.seed)
+                    loaded[path] = reranking_engine(load_cross_encoder(path, config.train.max_length,
+                                                                       seed=config.seed), self.engine)
                 score_pairs(loaded[path], self.ctx.dataset, needed, store, self.ev.batch_size, config.progress)
 
         def store_for(split: str, path: str) -> ScoreStore:
             return ScoreStore(folder.scores(system, split), fingerprint(
-                system, training_info(path).get("fingerprint") or path, config.train.max_length, config.seed))
+                system, training_info(path).get("fingerprint") or path, config.train.max_length, config.seed,
+                *filter(None, [engine_key(self.engine)])))
 
         stores = {"test": store_for("test", model_path)}
         into(stores["test"], model_path, {name: runs["test"] for name, runs in stages.items()})
