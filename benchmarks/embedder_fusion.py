@@ -52,7 +52,7 @@ def main() -> None:
             found = run_seed(ctx, member, args.strategy, int(seed))
         finally:
             release(ctx.folder.lock)
-        out["seeds"][seed] = {k: v for k, v in found.items() if k != "per_query"}
+        out["seeds"][seed] = found  # per-query nDCG@10 kept: embedder_collections.py pools them
         for name, values in found["per_query"].items():
             pooled.setdefault(name, []).extend(values[q] for q in sorted(values))
     base = np.array(pooled["untrained, fixed weights"])

@@ -22,8 +22,8 @@ from ..crossencoder import (
     score_pairs,
     training_info,
 )
-from ..device import current_device
 from ..data import Qrels
+from ..device import current_device
 from ..evaluate import (
     ALPHAS,
     Candidate,
