@@ -53,12 +53,14 @@ def main() -> None:
         low, high = bootstrap_ci(b - a, 1000, 0, 0.95)
         learned = [s["learned"]["fine-tuned"] for s in seeds.values()]
         out["collections"][dataset] = {
-            "seeds": sorted(seeds, key=int), "test_queries": len(a), "dev_queries": [s["dev_queries"] for s in seeds.values()],
+            "seeds": sorted(seeds, key=int), "test_queries": len(a),
+            "dev_queries": [s["dev_queries"] for s in seeds.values()],
             "untrained": float(a.mean()), "fine_tuned": float(b.mean()), "gain": float((b - a).mean()),
             "interval": [low, high], "p": paired_test(a, b),
             "weights_learned": [f["learned"] for f in learned],
             "why_fixed": sorted({f["reason"] for f in learned if not f["learned"]}),
-            "fine_tuned_alone_per_seed": [s["test"].get("fine-tuned, fixed weights", {}).get("ndcg@10") for s in seeds.values()]}
+            "fine_tuned_fixed_weights_per_seed": [s["test"]["fine-tuned, fixed weights"]["ndcg@10"]
+                                                  for s in seeds.values()]}
         tests.append(dataset)
         base_all.append(a)
         tuned_all.append(b)
