@@ -66,6 +66,8 @@ class OpenVINOCrossEncoder:
 
         from .embed.onnx import _openvino, openvino_precision
 
+        if str(getattr(model, "device", "cpu")).split(":")[0] != "cpu":
+            raise ValueError(f"the openvino re-ranking engine runs on the CPU, but the model is on {model.device}")
         network = getattr(model, "model", None)
         if not hasattr(network, "config") or getattr(network.config, "num_labels", None) != 1:
             raise ValueError("the openvino re-ranking engine runs one-label sequence-classification cross-encoders "
@@ -108,11 +110,7 @@ def engine_for(engine: str, device: str) -> str:
 
 def reranking_engine(model, engine: str = "torch"):
     """``model`` as the evaluation scores with it: itself (torch), or converted to OpenVINO (CPU only)."""
-    if engine == "torch":
-        return model
-    if str(getattr(model, "device", "cpu")).split(":")[0] != "cpu":
-        raise ValueError(f"evaluate.engine openvino runs on the CPU, but the model is on {model.device}")
-    return OpenVINOCrossEncoder(model)
+    return model if engine == "torch" else OpenVINOCrossEncoder(model)
 
 
 def engine_key(engine: str) -> str:
