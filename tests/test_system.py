@@ -71,6 +71,39 @@ def test_a_clear_winner_is_picked_by_every_fold():
     assert choice.as_dict()["cv_interval"][0] > 0
 
 
+def _near_tie(n: int = 40):
+    """A tuned first stage that ranks the positive first on all but 3 dev queries, and a re-ranker that moves it up
+    on two of those and down on one other: better on average, within the noise of the dev queries."""
+    qrels, first = _dev(n)
+    tuned, reranked = {}, {}
+    for i, (q, docs) in enumerate(first.items()):
+        positive = next(iter(qrels[q]))
+        others = [d for d in docs if d != positive]
+        top, second = [positive, *others], [others[0], positive, *others[1:]]
+        tuned[q] = {d: float(10 - j) for j, d in enumerate(second if i >= n - 3 else top)}
+        order = top if i in (n - 3, n - 2) else second if i in (0, n - 1) else top
+        reranked[q] = {d: float(10 - j) for j, d in enumerate(order)}
+    return qrels, {"ensemble": first, "tuned": tuned}, {"ensemble": {"r": reranked}, "tuned": {"r": reranked}}
+
+
+def test_one_se_picks_the_simplest_candidate_the_dev_queries_cannot_tell_from_the_best():
+    qrels, runs, scores = _near_tie()
+    best = choose_system("ensemble", qrels, runs, scores, depth=10, weights=(1.0,))
+    assert best.reranker == "r" and best.selection == "best"  # ahead by one query's worth: 2 up, 1 down
+    simplest = choose_system("ensemble", qrels, runs, scores, depth=10, weights=(1.0,), selection="one_se")
+    assert (simplest.first_stage, simplest.reranker, simplest.mode) == ("tuned", None, "first stage")
+    assert simplest.fold_agreement >= 0.8 and simplest.dev_gain < best.dev_gain
+    assert "simplest within one standard error" in simplest.reason and simplest.as_dict()["selection"] == "one_se"
+    # a re-ranker well ahead of everything simpler is still picked
+    qrels, first = _dev(40)
+    oracle = {q: {d: (5.0 if d in qrels[q] else 0.0) for d in docs} for q, docs in first.items()}
+    clear = choose_system("ensemble", qrels, {"ensemble": first}, {"ensemble": {"good": oracle}}, depth=10,
+                          selection="one_se")
+    assert clear.reranker == "good" and clear.weight == 0.5
+    with pytest.raises(ValueError, match="one_se"):
+        choose_system("ensemble", qrels, {"ensemble": first}, {}, depth=10, selection="simplest")
+
+
 def test_few_dev_queries_are_not_enough_evidence_and_none_at_all_says_so():
     qrels, first = _dev(2)
     oracle = {q: {d: (5.0 if d in qrels[q] else 0.0) for d in docs} for q, docs in first.items()}

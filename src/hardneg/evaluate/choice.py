@@ -10,6 +10,11 @@ their paired bootstrap interval above zero and a paired randomisation test rejec
 ``1 - level``. When they do not (too few dev queries, a small, noisy or unstable gain, a useless re-ranker), the
 choice shrinks to the first stage alone and says why. The test figures written beside the choice are what to
 trust.
+
+With ``selection="one_se"`` the pick (on all dev queries and in each fold) is the simplest candidate within one
+paired standard error of the best (the one-standard-error rule of Breiman et al., 1984): a first stage alone before
+any re-ranker, a lower re-ranker weight before a higher. Near-equal candidates then stop trading places from fold
+to fold, which otherwise spreads the held-out gains and leaves the gate unable to decide.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ class SystemChoice:
     baseline: str              # the untrained first stage every candidate is measured against
     dev_queries: int
     dev_first_stage: float | None
-    dev_best: float | None     # the best candidate's dev metric, chosen or not
+    dev_best: float | None     # the picked candidate's dev metric, handed over or not (one_se: the simplest near the best)
     best_candidate: dict | None
     dev_gain: float | None     # the chosen candidate's gain on all dev queries (optimistic: it was picked on them)
     dev_interval: tuple[float, float] | None
@@ -63,6 +68,7 @@ class SystemChoice:
     cv_p_value: float | None = None
     folds: int | None = None
     fold_agreement: float | None = None  # share of folds whose pick is the candidate chosen on all dev queries
+    selection: str = "best"            # how candidates were picked: "best" mean or "one_se"
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -79,11 +85,24 @@ def candidate_run(first_stage: RunDict, scores: dict[str, dict[str, float]] | No
     return rerank_run(first_stage, scores, depth, candidate.weight)
 
 
-def _best(values: np.ndarray, columns: np.ndarray) -> int:
+def simplicity(candidates: list[Candidate]) -> np.ndarray:
+    """Each candidate's rank for the one-standard-error rule, lower is simpler: a first stage alone (0), then a
+    re-ranker by its weight, the candidates that move least from the first stage's own ranking first."""
+    return np.array([0.0 if c.reranker is None else c.weight for c in candidates])
+
+
+def _best(values: np.ndarray, columns: np.ndarray, simplest: np.ndarray | None = None) -> int:
     """The candidate (row of ``values``) with the best mean over ``columns``; ties keep the earlier candidate:
-    first stages before re-rankers, smaller weights first."""
+    first stages before re-rankers, smaller weights first. ``simplest`` (see :func:`simplicity`): instead, the
+    simplest candidate whose mean is within one paired standard error of the best's (ties: the earlier)."""
     means = values[:, columns].mean(axis=1)
-    return int(np.flatnonzero(means >= means.max() - 1e-12)[0])
+    best = int(np.flatnonzero(means >= means.max() - 1e-12)[0])
+    if simplest is None or len(columns) < 2:
+        return best
+    gaps = values[best, columns][None, :] - values[:, columns]
+    standard_error = gaps.std(axis=1, ddof=1) / np.sqrt(len(columns))
+    near = np.flatnonzero(means >= means[best] - standard_error - 1e-12)
+    return int(near[np.lexsort((near, simplest[near]))[0]])
 
 
 def fold_assignment(n: int, folds: int, seed: int) -> np.ndarray:
@@ -102,19 +121,20 @@ def gate_folds(query_ids: list[str], folds: int = GATE_FOLDS, seed: int = 42) ->
     return [[q for q, f in zip(queries, fold_of) if f == fold] for fold in range(min(folds, len(queries)))]
 
 
-def held_out_gains(values: np.ndarray, first: np.ndarray, folds: int, seed: int) -> tuple[np.ndarray, list[int]]:
+def held_out_gains(values: np.ndarray, first: np.ndarray, folds: int, seed: int,
+                   simplest: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
     """Per dev query, the gain over ``first`` of the candidate picked on the other folds' queries (``values``:
-    candidates x queries), and each fold's pick."""
+    candidates x queries; ``simplest``: pick by the one-standard-error rule), and each fold's pick."""
     n = values.shape[1]
     k = min(folds, n)
     if k < 2:  # one query: nothing to hold out (the gate's min_queries rejects it anyway)
-        pick = _best(values, np.arange(n))
+        pick = _best(values, np.arange(n), simplest)
         return values[pick] - first, [pick]
     fold_of = fold_assignment(n, k, seed)
     gains, picks = np.empty(n), []
     for fold in range(k):
         held = fold_of == fold
-        pick = _best(values, np.flatnonzero(~held))
+        pick = _best(values, np.flatnonzero(~held), simplest)
         picks.append(pick)
         gains[held] = values[pick, held] - first[held]
     return gains, picks
@@ -124,15 +144,19 @@ def choose_system(baseline: str, dev_qrels: Qrels, dev_runs: dict[str, RunDict],
                   dev_scores: dict[str, dict[str, dict[str, dict[str, float]]]], depth: int, metric: str = "ndcg@10",
                   level: float = 0.90, resamples: int = 1000, seed: int = 42, min_queries: int = 10,
                   weights: tuple[float, ...] = ALPHAS[1:], folds: int = GATE_FOLDS,
-                  cross_fitted: bool = False) -> SystemChoice:
+                  cross_fitted: bool = False, selection: str = "best") -> SystemChoice:
     """The system to hand over, from dev queries only. ``dev_runs``: each candidate first stage's dev run (the
     untrained ``baseline`` among them); ``dev_scores``: first stage -> re-ranker -> its scores of that run's top
     ``depth``. Candidates: every other first stage alone, and every re-ranker over every first stage at every
     interpolation weight of ``weights`` (the run's: all of them, its fixed weight, or 1.0 alone). The gate reads
     the ``folds``-fold cross-validated gain of the selection, not the winner's own dev gain. ``cross_fitted``: the
-    dev queries are training queries, each scored by a re-ranker trained without it (only the wording changes)."""
+    dev queries are training queries, each scored by a re-ranker trained without it (only the wording changes).
+    ``selection``: "best" picks the highest dev mean, "one_se" the simplest candidate within one standard error of
+    it (module docstring)."""
+    if selection not in ("best", "one_se"):
+        raise ValueError(f"selection must be 'best' or 'one_se', not {selection!r}")
     dev = "cross-fitted training queries" if cross_fitted else "dev queries"
-    base = {"metric": metric, "level": level, "baseline": baseline}
+    base = {"metric": metric, "level": level, "baseline": baseline, "selection": selection}
     queries = sorted(q for q in dev_qrels if q in dev_runs.get(baseline, {}))
     candidates = [Candidate(fs, None, 0.0) for fs in dev_runs if fs != baseline]
     candidates += [Candidate(fs, reranker, float(w)) for fs in dev_runs for reranker in sorted(dev_scores.get(fs, {}))
@@ -153,11 +177,12 @@ def choose_system(baseline: str, dev_qrels: Qrels, dev_runs: dict[str, RunDict],
     first = values(runs[baseline])
     table = np.vstack([values(candidate_run(runs[c.first_stage], dev_scores.get(c.first_stage, {}).get(c.reranker)
                                             if c.reranker else None, depth, c)) for c in candidates])
-    chosen = _best(table, np.arange(len(queries)))
+    simplest = simplicity(candidates) if selection == "one_se" else None
+    chosen = _best(table, np.arange(len(queries)), simplest)
     candidate, found = candidates[chosen], table[chosen]
     gain = found - first
     low, high = bootstrap_ci(gain, resamples, seed, level)
-    held_out, picks = held_out_gains(table, first, folds, seed)
+    held_out, picks = held_out_gains(table, first, folds, seed, simplest)
     cv_low, cv_high = bootstrap_ci(held_out, resamples, seed, level)
     p_value = paired_test(first, first + held_out, seed=seed)
     evidence = dict(dev_queries=len(queries), dev_first_stage=float(first.mean()), dev_best=float(found.mean()),
@@ -171,6 +196,8 @@ def choose_system(baseline: str, dev_qrels: Qrels, dev_runs: dict[str, RunDict],
                 f"p {p_value:.3f}; {gain.mean():+.3f} on all {dev}, where it was picked")
     label = candidate.first_stage + (f" + {candidate.reranker} (weight {candidate.weight:.1f})"
                                      if candidate.reranker else "")
+    if simplest is not None:
+        label += ", the simplest within one standard error of the best"
     if len(queries) >= min_queries and cv_low > 0 and p_value < 1 - level:
         return SystemChoice(**base, first_stage=candidate.first_stage, reranker=candidate.reranker,
                             mode=candidate.mode, weight=candidate.weight if candidate.reranker else None,

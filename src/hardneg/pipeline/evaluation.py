@@ -277,7 +277,8 @@ class Evaluation:
                    else ALPHAS[1:])
         self.choice = choose_system(baseline, self.dev_qrels, {fs: stages[fs]["dev"] for fs in candidates},
                                     dev_scores, ev.rerank_depth, seed=config.seed, resamples=ev.bootstrap,
-                                    weights=weights, cross_fitted=self.cross_fit is not None)
+                                    weights=weights, cross_fitted=self.cross_fit is not None,
+                                    selection=ev.selection)
         if self.nested:
             self.choice = replace(self.choice, reason=(
                 f"{self.choice.reason}; the dev runs of {', '.join(sorted(self.nested))} are nested: each fold ranked "
