@@ -36,7 +36,8 @@ class EvalConfig(AddedKeysOmitted):
     selection: Literal["best", "one_se"] = Field(
         "best", description="how the gate picks among the candidate systems on dev queries: best (the highest mean) "
         "or one_se (the simplest candidate within one paired standard error of the best: a first stage alone before "
-        "any re-ranker, a lower re-ranker weight before a higher; steadier when candidates are near equal)")
+        "any re-ranker, a lower re-ranker weight before a higher: steadier folds, no better systems on test, so far: "
+        "docs/RESULTS.md, First-stage tuning)")
     cross_fit_strategies: list[str] | None = Field(
         None, description="strategies whose re-rankers are cross-fitted (the others cannot be the system handed "
         "over while cross-fitting); default: 'ensemble' when the run has it, else every strategy")
