@@ -13,8 +13,8 @@ trust.
 
 With ``selection="one_se"`` the pick (on all dev queries and in each fold) is the simplest candidate within one
 paired standard error of the best (the one-standard-error rule of Breiman et al., 1984): a first stage alone before
-any re-ranker, a lower re-ranker weight before a higher. Near-equal candidates then stop trading places from fold
-to fold, which otherwise spreads the held-out gains and leaves the gate unable to decide.
+any re-ranker, a lower re-ranker weight before a higher. Near-equal candidates then trade places less from fold to
+fold. It handed over no better systems on test than "best", the default (docs/RESULTS.md, First-stage tuning).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class SystemChoice:
     baseline: str              # the untrained first stage every candidate is measured against
     dev_queries: int
     dev_first_stage: float | None
-    dev_best: float | None     # the picked candidate's dev metric, handed over or not (one_se: the simplest near the best)
+    dev_best: float | None     # the picked candidate's dev metric, handed over or not (one_se: simplest near best)
     best_candidate: dict | None
     dev_gain: float | None     # the chosen candidate's gain on all dev queries (optimistic: it was picked on them)
     dev_interval: tuple[float, float] | None
