@@ -62,8 +62,12 @@ def corpus_queries(corpus: Corpus, kind: Kind, n: int, seed: int = 42) -> list[t
 
 
 def augment_pairs(corpus: Corpus, kind: Kind, n: int, num_negatives: int, seed: int = 42, ensemble=None,
-                  depth: int = 30) -> list[MinedPair]:
-    """Corpus-made training pairs with negatives (hard from ``ensemble`` when given, else random)."""
+                  depth: int = 30, spread: bool = False) -> list[MinedPair]:
+    """Corpus-made training pairs with negatives (hard from ``ensemble`` when given, else random).
+
+    ``spread``: the ensemble's negatives are drawn at random from its top ``depth`` (kept in rank order) rather
+    than its top ``num_negatives``, so a model distilling the fused scores sees wide margins as well as close ones.
+    """
     made = corpus_queries(corpus, kind, n, seed)
     if not made:
         return []
@@ -76,7 +80,9 @@ def augment_pairs(corpus: Corpus, kind: Kind, n: int, num_negatives: int, seed: 
             pool = pools[k]
             at = np.flatnonzero(pool.doc_idx == i)
             positive_score = float(pool.fused[at[0]]) if len(at) else None
-            chosen = [p for p in range(len(pool.doc_idx)) if int(pool.doc_idx[p]) != i][:num_negatives]
+            others = [p for p in range(len(pool.doc_idx)) if int(pool.doc_idx[p]) != i]
+            chosen = (sorted(rng.choice(others, min(num_negatives, len(others)), replace=False).tolist())
+                      if spread and others else others[:num_negatives])
             hard = [int(pool.doc_idx[p]) for p in chosen]
             scores = [float(pool.fused[p]) for p in chosen]
         rand = sample_random(len(corpus), num_negatives - len(hard), {i, *hard}, rng)

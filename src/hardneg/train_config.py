@@ -74,4 +74,12 @@ class TrainConfig(AddedKeysOmitted):
         100, ge=1, description="at least this many optimizer steps: epochs are raised for a training set too "
         "small to give them in train.epochs passes (a large one is unchanged); null: epochs alone")
 
-    _added_keys: ClassVar[tuple[str, ...]] = ("max_minutes",)
+    pretrain_queries: int = Field(
+        0, ge=0, description="first train the re-ranker on this many queries made from the corpus (a sentence of a "
+        "document as query for the rest of it), distilling the run's ensemble, then on the labelled pairs; once "
+        "per run, shared by every strategy. 0: off")
+    pretrain_loss: Literal["triplet", "bce", "mnrl", "lambda", "listnet", "margin_mse"] = Field(
+        "margin_mse", description="pretraining's loss: margin_mse learns the ensemble's fused-score margins")
+    pretrain_epochs: float = Field(1.0, gt=0, description="passes over the pretraining queries")
+
+    _added_keys: ClassVar[tuple[str, ...]] = ("max_minutes", "pretrain_queries", "pretrain_loss", "pretrain_epochs")

@@ -19,6 +19,7 @@ from ..config import StrategyConfig, fingerprint
 from ..splits import sample_queries
 from ..train import train_reranker
 from .context import RunContext
+from .pretraining import reranker_settings
 from .training import TrainedStrategy, augmented, dev_candidates
 
 logger = logging.getLogger(__name__)
@@ -86,14 +87,15 @@ def train_folds(ctx: RunContext, strategy: StrategyConfig, trained: TrainedStrat
         logger.warning("Cross-fitting %s: a fold holds every training query; not cross-fitted", strategy.name)
         return None
     extra = augmented(ctx, strategy, num_negatives)
+    settings = reranker_settings(ctx)
     out = []
     for number, (fold, pairs) in enumerate(zip(folds, kept), start=1):
         held = frozenset(fold)
         card = {"dataset": ctx.dataset.name, "split": config.train_split, "strategy": strategy.name,
                 "cross_fit": f"fold {number} of {len(folds)}: trained without {len(held)} queries"}
         model = train_reranker(
-            pairs, folder.fold(number), config.train, num_negatives, seed=config.seed, progress=config.progress,
-            fingerprint=fingerprint(trained.mining["fingerprint"], config.train, config.seed, sorted(held)),
+            pairs, folder.fold(number), settings, num_negatives, seed=config.seed, progress=config.progress,
+            fingerprint=fingerprint(trained.mining["fingerprint"], settings, config.seed, sorted(held)),
             dev=dev_candidates(ctx, exclude=held), card=card, extra_pairs=extra)
         out.append(HeldOut(tuple(fold), str(model)))
     return out

@@ -15,6 +15,7 @@ from ..mine import MinedPair, pairs_from_hf_dataset, read_mined_pairs
 from ..train import dev_samples, train_reranker
 from .context import RunContext
 from .mining import mine_strategy
+from .pretraining import reranker_settings
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +65,10 @@ def train_strategy(ctx: RunContext, strategy: StrategyConfig, dev: list[dict] | 
         else:
             card = {**card, "mining": saved["mining"], "round": number}
             info = {**saved, f"round{number - 1}": info}
+        settings = reranker_settings(ctx)
         model = train_reranker(
-            mined, folder.path, config.train, num_negatives, seed=config.seed, progress=config.progress,
-            fingerprint=fingerprint(saved["fingerprint"], config.train, config.seed), dev=dev, card=card,
+            mined, folder.path, settings, num_negatives, seed=config.seed, progress=config.progress,
+            fingerprint=fingerprint(saved["fingerprint"], settings, config.seed), dev=dev, card=card,
             extra_pairs=augmented(ctx, strategy, num_negatives))
     return TrainedStrategy(model, info, mined)
 
