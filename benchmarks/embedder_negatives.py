@@ -8,11 +8,14 @@ the figures are those a `hardneg run` with `embedder.enabled` would give for the
 Usage (about 15 min per strategy and seed on 2 cores for SciFact's full training split):
   HARDNEG_DATA=../shared/data python benchmarks/embedder_negatives.py --dataset scifact \
       --strategies ensemble,random,bm25,dense:minilm --seeds 42 --output benchmarks/first_stage_tuning/x.json
+Records of separate runs (other seeds, or other strategies of one seed) pooled into one, summary recomputed:
+  python benchmarks/embedder_negatives.py --merge a.json b.json --output benchmarks/first_stage_tuning/pooled.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import resource
 import sys
@@ -48,7 +51,13 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="config overrides, e.g. embedder.epochs=3")
     parser.add_argument("--output-dir", default="runs/embedder-negatives")
     parser.add_argument("--output", required=True)
+    parser.add_argument("--merge", nargs="+", default=None, help="pool these records instead of running")
     args = parser.parse_args()
+    if args.merge:
+        record = merge([json.loads(Path(f).read_text()) for f in args.merge], args.merge)
+        write_json(Path(args.output), record)
+        print_summary(record["summary"])
+        return
 
     started_all = time.perf_counter()
     strategies = args.strategies.split(",")
@@ -72,9 +81,37 @@ def main() -> None:
     record["wall_seconds"] = round(time.perf_counter() - started_all, 1)
     record["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)
     write_json(Path(args.output), record)
-    for name, row in record["summary"].items():
+    print_summary(record["summary"])
+
+
+def print_summary(summary: dict) -> None:
+    for name, row in summary.items():
         print(f"{name:40s} " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                                           for k, v in row.items()))
+
+
+def merge(records: list[dict], files: list[str]) -> dict:
+    """One record from several: per seed, the strategies (and their per-query values) of every record that ran it.
+    The untrained first stage of a seed is the same in each (same split and models), so the first one's is kept."""
+    seeds: dict = {}
+    for record in records:
+        if record["member"] != records[0]["member"] or record["dataset"] != records[0]["dataset"]:
+            raise ValueError("Only records of one dataset and one fine-tuned member can be pooled.")
+        for seed, found in record["seeds"].items():
+            into = seeds.setdefault(seed, {**found, "strategies": {}, "per_query": {}})
+            into["strategies"].update(found["strategies"])
+            into["per_query"].update(found["per_query"])
+    missing = {seed: sorted(set().union(*(s["strategies"] for s in seeds.values())) - set(s["strategies"]))
+               for seed, s in seeds.items()}
+    if any(missing.values()):
+        raise ValueError(f"Seeds without every strategy cannot be pooled: {missing}")
+    pooled = {"command": "python " + " ".join(sys.argv), "merged_from": {f: r["command"] for f, r in zip(files, records)},
+              "date": time.strftime("%Y-%m-%d"), "dataset": records[0]["dataset"], "member": records[0]["member"],
+              "metrics": records[0]["metrics"], "machine": records[0]["machine"], "config": records[0].get("config"),
+              "seeds": dict(sorted(seeds.items())),
+              "wall_seconds_by_record": {f: r.get("wall_seconds") for f, r in zip(files, records)}}
+    pooled["summary"] = summarise(pooled)
+    return pooled
 
 
 def run_seed(ctx, member: str, seed: int) -> dict:

@@ -88,3 +88,27 @@ def test_a_dataset_no_source_holds_is_reported_missing(tmp_path, monkeypatch, lo
         "--grid", f"mnrl={references}", "--output", str(out)])
     with pytest.raises(SystemExit, match=r"mnrl \(beta\)"):
         grid.main()
+
+
+def _negatives_record(seed: str, strategies: dict[str, float]) -> dict:
+    per_query = {"untrained minilm alone": {"q1": 0.5, "q2": 0.5}, "untrained ensemble": {"q1": 0.6, "q2": 0.6}}
+    found = {}
+    for name, value in strategies.items():
+        found[name] = {how: {"ndcg@10": value} for how in ("alone", "fused")}
+        per_query.update({f"{name} {how}": {"q1": value, "q2": value} for how in ("alone", "fused")})
+    return {"command": f"run {seed} {sorted(strategies)}", "machine": "m", "dataset": "scifact", "member": "minilm",
+            "metrics": ["ndcg@10"], "seeds": {seed: {"strategies": found, "per_query": per_query, "untrained": {
+                "minilm alone": {"ndcg@10": 0.5}, "ensemble": {"ndcg@10": 0.6}}}}}
+
+
+def test_embedder_negative_records_of_separate_runs_pool_into_one(load_benchmark):
+    negatives = load_benchmark("embedder_negatives")
+    records = [_negatives_record("1", {"ensemble": 0.7, "random": 0.6}), _negatives_record("2", {"ensemble": 0.8}),
+               _negatives_record("2", {"random": 0.7})]
+    pooled = negatives.merge(records, ["a.json", "b.json", "c.json"])
+    assert sorted(pooled["seeds"]["2"]["strategies"]) == ["ensemble", "random"]
+    assert pooled["summary"]["ensemble"]["alone ndcg@10"] == pytest.approx(0.75)
+    assert pooled["summary"]["ensemble vs random (alone)"]["gain ndcg@10"] == pytest.approx(0.1)
+    assert set(pooled["merged_from"]) == {"a.json", "b.json", "c.json"}
+    with pytest.raises(ValueError, match="without every strategy"):
+        negatives.merge(records[:2], ["a.json", "b.json"])
