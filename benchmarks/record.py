@@ -27,10 +27,18 @@ def main() -> None:
         info = training_info(folder.model)
         if info:
             training[folder.name] = {k: info[k] for k in ("rows", "steps", "train_seconds")}
+    for model in run.pretrained_models():  # train.pretrain_queries
+        info = training_info(model)
+        if info:
+            training[f"pretrain {model.parent.name}"] = {k: info[k] for k in ("loss", "rows", "steps", "train_seconds")}
+    # The run's paired tests (Holm within each first stage), for the headline metrics.
+    analysis = json.loads(run.analysis.read_text()) if run.analysis.is_file() else {"first_stages": {}}
+    comparisons = {stage: [c for c in found.get("comparisons", []) if c["metric"] in ("mrr@10", "ndcg@10")]
+                   for stage, found in analysis["first_stages"].items()}
     write_json(args.output, {
         "command": args.command or f"hardneg run {run.config}",
         "machine": f"{platform.platform()}, {__import__('os').cpu_count()} cores",
-        "settings": results["settings"], "rows": results["rows"], "training": training,
+        "settings": results["settings"], "rows": results["rows"], "training": training, "comparisons": comparisons,
         "mining": {k: {"seconds": v["seconds"], "summary": v["summary"]} for k, v in results["mining"].items()},
         **({"system": results["system"]} if results.get("system") else {}),
     })

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from hardneg import load_config, run
+from hardneg.rundir import RunFolder
 
 from .conftest import DOCS, write_beir
 
@@ -36,7 +37,7 @@ def _info(folder):
 
 def test_every_reranker_starts_from_one_pretrained_model_made_of_no_query(tmp_path, tiny_bert):
     result = run(load_config(_config(tmp_path, tiny_bert)))
-    pretrained = list((tmp_path / "run" / "pretrain").glob("*/model"))
+    pretrained = RunFolder(tmp_path / "run").pretrained_models()
     assert len(pretrained) == 1  # once per run, not once per strategy or fold
     info = _info(pretrained[0])
     assert info["loss"] == "margin_mse" and info["labelled_pairs"] == 6 and info["dev"] is None
@@ -52,7 +53,7 @@ def test_every_reranker_starts_from_one_pretrained_model_made_of_no_query(tmp_pa
     run(load_config(_config(tmp_path, tiny_bert)))
     assert {p: p.stat().st_mtime_ns for p in before} == before
     run(load_config(_config(tmp_path, tiny_bert, pretrain_queries=5)))
-    assert len(list((tmp_path / "run" / "pretrain").glob("*/model"))) == 2
+    assert len(RunFolder(tmp_path / "run").pretrained_models()) == 2
     assert _info(strategies / "ensemble" / "model")["base_model"] != str(pretrained[0])
 
 

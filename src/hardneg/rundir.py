@@ -172,6 +172,14 @@ class RunFolder:
     def strategies_dir(self) -> Path:
         return self.path / "strategies"
 
+    def pretrained(self, stamp: str) -> Path:
+        """Where the re-ranker pretrained with fingerprint ``stamp`` trains (``train.pretrain_queries``)."""
+        return self.path / "pretrain" / stamp
+
+    def pretrained_models(self) -> list[Path]:
+        """The finished pretrained re-rankers' model folders, by fingerprint."""
+        return sorted((self.path / "pretrain").glob("*/model"))
+
     def strategy(self, name: str) -> StrategyFolder:
         return StrategyFolder(self.strategies_dir / slug(name))
 

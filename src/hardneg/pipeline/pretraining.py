@@ -36,7 +36,7 @@ def pretrained_model(ctx: RunContext) -> Path:
     num_negatives = config.mining.num_negatives
     stamp = fingerprint("pretrain", ctx.dataset.signature, list(config.ensemble), config.weights, config.fusion,
                         settings, config.train.pretrain_queries, num_negatives, DEPTH, config.seed)
-    folder = ctx.folder.path / "pretrain" / stamp
+    folder = ctx.folder.pretrained(stamp)
     if training_info(folder / "model").get("fingerprint") == stamp:
         return folder / "model"
     pairs = augment_pairs(ctx.dataset.corpus, "sentence", config.train.pretrain_queries, num_negatives, config.seed,
