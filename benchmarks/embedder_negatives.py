@@ -52,9 +52,11 @@ def main() -> None:
     parser.add_argument("--output-dir", default="runs/embedder-negatives")
     parser.add_argument("--output", required=True)
     parser.add_argument("--merge", nargs="+", default=None, help="pool these records instead of running")
+    parser.add_argument("--only", default=None, help="with --merge: pool only these strategies (comma-separated)")
     args = parser.parse_args()
     if args.merge:
-        record = merge([json.loads(Path(f).read_text()) for f in args.merge], args.merge)
+        record = merge([json.loads(Path(f).read_text()) for f in args.merge], args.merge,
+                       args.only.split(",") if args.only else None)
         write_json(Path(args.output), record)
         print_summary(record["summary"])
         return
@@ -90,17 +92,20 @@ def print_summary(summary: dict) -> None:
                                           for k, v in row.items()))
 
 
-def merge(records: list[dict], files: list[str]) -> dict:
-    """One record from several: per seed, the strategies (and their per-query values) of every record that ran it.
-    The untrained first stage of a seed is the same in each (same split and models), so the first one's is kept."""
+def merge(records: list[dict], files: list[str], only: list[str] | None = None) -> dict:
+    """One record from several: per seed, the strategies (and their per-query values) of every record that ran it,
+    or only those named in ``only``. The untrained first stage of a seed is the same in each (same split and
+    models), so the first one's is kept."""
     seeds: dict = {}
     for record in records:
         if record["member"] != records[0]["member"] or record["dataset"] != records[0]["dataset"]:
             raise ValueError("Only records of one dataset and one fine-tuned member can be pooled.")
         for seed, found in record["seeds"].items():
             into = seeds.setdefault(seed, {**found, "strategies": {}, "per_query": {}})
-            into["strategies"].update(found["strategies"])
-            into["per_query"].update(found["per_query"])
+            kept = [name for name in found["strategies"] if only is None or name in only]
+            into["strategies"].update({name: found["strategies"][name] for name in kept})
+            into["per_query"].update({key: values for key, values in found["per_query"].items()
+                                      if key.startswith("untrained ") or key.rsplit(" ", 1)[0] in kept})
     missing = {seed: sorted(set().union(*(s["strategies"] for s in seeds.values())) - set(s["strategies"]))
                for seed, s in seeds.items()}
     if any(missing.values()):
@@ -108,7 +113,7 @@ def merge(records: list[dict], files: list[str]) -> dict:
     pooled = {"command": "python " + " ".join(sys.argv), "merged_from": {f: r["command"] for f, r in zip(files, records)},
               "date": time.strftime("%Y-%m-%d"), "dataset": records[0]["dataset"], "member": records[0]["member"],
               "metrics": records[0]["metrics"], "machine": records[0]["machine"], "config": records[0].get("config"),
-              "seeds": dict(sorted(seeds.items())),
+              "strategies": only, "seeds": dict(sorted(seeds.items())),
               "wall_seconds_by_record": {f: r.get("wall_seconds") for f, r in zip(files, records)}}
     pooled["summary"] = summarise(pooled)
     return pooled

@@ -112,3 +112,6 @@ def test_embedder_negative_records_of_separate_runs_pool_into_one(load_benchmark
     assert set(pooled["merged_from"]) == {"a.json", "b.json", "c.json"}
     with pytest.raises(ValueError, match="without every strategy"):
         negatives.merge(records[:2], ["a.json", "b.json"])
+    ensemble_only = negatives.merge(records[:2], ["a.json", "b.json"], only=["ensemble"])
+    assert list(ensemble_only["seeds"]["1"]["strategies"]) == ["ensemble"]
+    assert not any(key.startswith("random") for key in ensemble_only["seeds"]["1"]["per_query"])
