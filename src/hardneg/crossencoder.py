@@ -128,6 +128,12 @@ def training_info(model_dir: str | Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def finished_model(output_dir: str | Path, fingerprint: str) -> Path | None:
+    """``output_dir/model`` if hardneg finished training it with ``fingerprint`` (so it can be reused), else None."""
+    final = Path(output_dir) / "model"
+    return final if training_info(final).get("fingerprint") == fingerprint else None
+
+
 class ScoreStore:
     """A re-ranker's (query, document) scores, kept on disk so a resumed run re-scores nothing.
 

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import lock
-from .crossencoder import DONE_MARKER, training_info
+from .crossencoder import DONE_MARKER, finished_model, training_info
 from .data import Dataset
 from .device import current_device
 from .embed import resolve_st_model
@@ -183,8 +183,8 @@ def train_embedder(pairs: list[MinedPair], base_model: str, output_dir: str | Pa
     card records about the data and negatives (dataset, split, strategy, members, mining).
     """
     output_dir = Path(output_dir)
-    final = output_dir / "model"
-    if training_info(final).get("fingerprint") == fingerprint:
+    final = finished_model(output_dir, fingerprint)
+    if final is not None:
         logger.info("Embedder already trained at %s; reusing it", final)
         return final
     lock.acquire(output_dir / lock.LOCK_NAME, "embedder training")  # one trainer per folder

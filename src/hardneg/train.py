@@ -16,7 +16,7 @@ import numpy as np
 from . import lock
 from .checkpoints import is_checkpoint_folder
 from .config import TrainConfig
-from .crossencoder import DONE_MARKER, load_cross_encoder, training_info
+from .crossencoder import DONE_MARKER, finished_model, load_cross_encoder, training_info
 from .io import atomic_write, folder_files, remove_stale_temps, temp_dir, write_json
 from .losses import distill_targets, loss_spec
 from .mine import MinedPair
@@ -82,9 +82,8 @@ def train_reranker(pairs: list[MinedPair], output_dir: str | Path, config: Train
     (:mod:`hardneg.augment`) added to the labelled ones.
     """
     output_dir = Path(output_dir)
-    final = output_dir / "model"
-    checkpoints = output_dir / "checkpoints"
-    if training_info(final).get("fingerprint") == fingerprint:
+    final = finished_model(output_dir, fingerprint)
+    if final is not None:
         logger.info("Re-ranker already trained at %s; reusing it", final)
         return final
     lock.acquire(output_dir / lock.LOCK_NAME, "training")  # one trainer per folder: two would clash on its files

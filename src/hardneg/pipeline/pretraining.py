@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..augment import augment_pairs
 from ..config import TrainConfig, fingerprint
-from ..crossencoder import training_info
+from ..crossencoder import finished_model
 from ..train import train_reranker
 from .context import RunContext
 
@@ -37,8 +37,8 @@ def pretrained_model(ctx: RunContext) -> Path:
     stamp = fingerprint("pretrain", ctx.dataset.signature, list(config.ensemble), config.weights, config.fusion,
                         settings, config.train.pretrain_queries, num_negatives, DEPTH, config.seed)
     folder = ctx.folder.pretrained(stamp)
-    if training_info(folder / "model").get("fingerprint") == stamp:
-        return folder / "model"
+    if (finished := finished_model(folder, stamp)) is not None:
+        return finished  # checked before the pairs are made: they cost a retrieval over the made queries
     pairs = augment_pairs(ctx.dataset.corpus, "sentence", config.train.pretrain_queries, num_negatives, config.seed,
                           ctx.retrievers.ensemble(list(config.ensemble)), depth=DEPTH, spread=True)
     if not pairs:
