@@ -22,7 +22,8 @@ EmbedderLoss = Literal["mnrl", "cached_mnrl", "gist", "cached_gist"]
 class EmbedderConfig(AddedKeysOmitted):
     """Fine-tuning the ensemble's dense members (sentence-transformers bi-encoders) on the mined (query,
     positive, negatives) with ``SentenceTransformerTrainer``; each fine-tuned model is saved as a folder that
-    ``SentenceTransformer(folder)`` loads and can join the ensemble by its folder name."""
+    ``SentenceTransformer(folder)`` loads and can join the ensemble by its folder name. The defaults are the recipe
+    measured on SciFact (3 seeds) and the other five collections (docs/RESULTS.md, First-stage tuning)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -44,8 +45,9 @@ class EmbedderConfig(AddedKeysOmitted):
     guide_model: str | None = Field(None, description="gist: the guide model (name, folder or hub id); null: the "
                                     "base model itself, frozen")
     num_negatives: int | None = Field(
-        None, ge=0, description="hard negatives per row (pairs with fewer are left out; 0: in-batch negatives "
-        "only); null: the most common count among the mined pairs")
+        1, ge=0, description="hard negatives per row (pairs with fewer are left out; 0: in-batch negatives "
+        "only); null: the most common count among the mined pairs. One: a step costs about a third of four's, and "
+        "the batch's other rows add 31 negatives each (docs/RESULTS.md, First-stage tuning)")
     query_prompt: str | None = Field(None, description="text put before every query; null: the model's own "
                                      "'query' prompt, if it has one")
     document_prompt: str | None = Field(None, description="text put before every document; null: the model's "
@@ -57,20 +59,21 @@ class EmbedderConfig(AddedKeysOmitted):
                             "documents are in-batch negatives")
     no_duplicates: bool = Field(True, description="batches never hold the same text twice, so an in-batch "
                                 "negative is never another row's positive")
-    epochs: float = Field(1.0, gt=0, description="passes over the training pairs (fractions allowed)")
-    learning_rate: float = Field(2e-5, gt=0, description="peak learning rate (linear warmup, then linear decay)")
+    epochs: float = Field(5.0, gt=0, description="passes over the training pairs (fractions allowed); the best dev "
+                          "checkpoint is kept, so later epochs that overfit cost time, not quality")
+    learning_rate: float = Field(5e-5, gt=0, description="peak learning rate (linear warmup, then linear decay)")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of the steps spent warming the learning rate up")
     max_seq_length: int | None = Field(
-        256, ge=8, description="tokens per text in training: documents are truncated here, short queries are "
+        128, ge=8, description="tokens per text in training: documents are truncated here, short queries are "
         "padded only to the longest query of their batch; null: the model's own limit. The saved model embeds at "
         "its own limit, or at this one if longer")
     max_train_pairs: int | None = Field(None, ge=1, description="cap on training pairs (for quick runs)")
     dev_eval: bool = Field(True, description="evaluate retrieval (nDCG@10 over a corpus) on the dev queries during "
                            "training and keep the best checkpoint")
-    dev_evals: int = Field(4, ge=1, description="dev evaluations per training run")
+    dev_evals: int = Field(5, ge=1, description="dev evaluations per training run")
     dev_max_queries: int | None = Field(200, ge=1, description="cap on dev queries used during training")
     dev_max_documents: int | None = Field(
-        None, ge=1, description="cap on the dev evaluation's corpus: the dev queries' positives plus a seeded "
+        2000, ge=1, description="cap on the dev evaluation's corpus: the dev queries' positives plus a seeded "
         "sample of the other documents; null: the whole corpus")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default all cores of this machine")
     max_minutes: float | None = Field(
