@@ -48,21 +48,17 @@ def old_gains(dataset: str, qrels: dict) -> dict[str, float]:
     return {q: tuned[q] - base[q] for q in base}
 
 
-def recipe_gains(dataset: str) -> dict[str, float]:
-    """Per test query, the recipe's fine-tuned ensemble minus the untrained one, averaged over the seeds."""
-    seeds = json.loads(Path(RECIPE.format(dataset)).read_text())["seeds"].values()
-    rows = [s["per_query"] for s in seeds]
-    queries = sorted(rows[0]["untrained, fixed weights"])
-    return {q: float(np.mean([r["fine-tuned, fixed weights"][q] - r["untrained, fixed weights"][q] for r in rows]))
-            for q in queries}
-
-
-def negatives_gains(path: str) -> dict[str, float]:
-    """Per test query, the ensemble with MiniLM fine-tuned on the ensemble's negatives minus the untrained
-    ensemble, from an ``embedder_negatives.py`` record (averaged over its seeds)."""
+def record_gains(path: str, base: str, tuned: str) -> dict[str, float]:
+    """Per test query, per-query row ``tuned`` minus row ``base`` of a benchmark record, averaged over its seeds."""
     rows = [s["per_query"] for s in json.loads(Path(path).read_text())["seeds"].values()]
-    queries = sorted(rows[0]["untrained ensemble"])
-    return {q: float(np.mean([r["ensemble fused"][q] - r["untrained ensemble"][q] for r in rows])) for q in queries}
+    return {q: float(np.mean([r[tuned][q] - r[base][q] for r in rows])) for q in sorted(rows[0][base])}
+
+
+def compare(old: np.ndarray, new: np.ndarray) -> dict:
+    """The two recipes' mean gains, their paired difference with a 95% bootstrap interval, and Fisher's p."""
+    low, high = bootstrap_ci(new - old, 1000, 0, 0.95)
+    return {"test_queries": len(old), "old_defaults_gain": float(old.mean()), "recipe_gain": float(new.mean()),
+            "difference": float((new - old).mean()), "interval": [low, high], "p": paired_test(old, new)}
 
 
 def main() -> None:
@@ -75,29 +71,22 @@ def main() -> None:
     out: dict = {"command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d"),
                  "unit": "test query: nDCG@10 gain of the fine-tuned ensemble over its own untrained ensemble",
                  "collections": {}}
-    old_all, new_all, pvalues = [], [], []
-    gains = {d: (old_gains(d, load_beir(data_dir() / d, splits=["test"]).qrels["test"]), recipe_gains(d))
+    # the recipe: embedder_fusion.py's records; SciFact: embedder_negatives.py's (ensemble negatives)
+    gains = {d: (old_gains(d, load_beir(data_dir() / d, splits=["test"]).qrels["test"]),
+                 record_gains(RECIPE.format(d), "untrained, fixed weights", "fine-tuned, fixed weights"))
              for d in args.datasets}
     if args.scifact:
-        gains["scifact"] = (negatives_gains(args.scifact[0]), negatives_gains(args.scifact[1]))
+        gains["scifact"] = tuple(record_gains(path, "untrained ensemble", "ensemble fused") for path in args.scifact)
+    arrays = {}
     for dataset, (old, new) in gains.items():
         if set(old) != set(new):
             raise SystemExit(f"{dataset}: the two records hold different test queries")
-        a, b = np.array([old[q] for q in sorted(old)]), np.array([new[q] for q in sorted(old)])
-        low, high = bootstrap_ci(b - a, 1000, 0, 0.95)
-        p = paired_test(a, b)
-        pvalues.append(p)
-        out["collections"][dataset] = {"test_queries": len(a), "old_defaults_gain": float(a.mean()),
-                                       "recipe_gain": float(b.mean()), "difference": float((b - a).mean()),
-                                       "interval": [low, high], "p": p}
-        old_all.append(a)
-        new_all.append(b)
-    for name, p in zip(out["collections"], adjust_pvalues(pvalues)):
-        out["collections"][name]["p_holm"] = p
-    a, b = np.concatenate(old_all), np.concatenate(new_all)
-    low, high = bootstrap_ci(b - a, 1000, 0, 0.95)
-    out["pooled"] = {"test_queries": len(a), "old_defaults_gain": float(a.mean()), "recipe_gain": float(b.mean()),
-                     "difference": float((b - a).mean()), "interval": [low, high], "p": paired_test(a, b)}
+        arrays[dataset] = (np.array([old[q] for q in sorted(old)]), np.array([new[q] for q in sorted(old)]))
+        out["collections"][dataset] = compare(*arrays[dataset])
+    holm = adjust_pvalues([row["p"] for row in out["collections"].values()])
+    for row, p in zip(out["collections"].values(), holm):
+        row["p_holm"] = p
+    out["pooled"] = compare(*(np.concatenate(side) for side in zip(*arrays.values())))
     write_json(Path(args.output), out)
     for name, row in {**out["collections"], "pooled": out["pooled"]}.items():
         print(f"{name:10} old {row['old_defaults_gain']:+.3f}  recipe {row['recipe_gain']:+.3f}  "
