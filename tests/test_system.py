@@ -63,6 +63,29 @@ def test_the_gate_reads_held_out_gains_so_the_luckiest_of_many_useless_rerankers
     assert "cross-validated" in choice.reason
 
 
+def test_the_gate_chooses_how_deep_to_trust_a_reranker_that_helps_on_top_and_hurts_below():
+    rng = np.random.default_rng(3)
+    qrels, first = {}, {}
+    for i in range(40):
+        q = f"q{i:03d}"
+        docs = [f"{q}-d{j:02d}" for j in range(20)]
+        qrels[q] = {docs[int(rng.integers(2, 10))]: 1}
+        first[q] = {d: float(20 - j) for j, d in enumerate(docs)}
+    # right about the first stage's top 10, but it scores every deeper candidate above the positive
+    shallow = {q: {d: 5.0 if d in qrels[q] else 10.0 if j >= 10 else 0.0 for j, d in enumerate(docs)}
+               for q, docs in first.items()}
+    choice = choose_system("ensemble", qrels, {"ensemble": first}, {"ensemble": {"r": shallow}}, depth=20,
+                           depths=(10, 20, 50))
+    assert (choice.reranker, choice.depth) == ("r", 10) and choice.best_candidate["depth"] == 10
+    assert "top 10" in choice.reason and choice.as_dict()["depth"] == 10
+    # held to the scored depth, the same re-ranker cannot help: the first stage stays
+    deep = choose_system("ensemble", qrels, {"ensemble": first}, {"ensemble": {"r": shallow}}, depth=20,
+                         weights=(1.0,))
+    assert deep.reranker is None and deep.depth is None and deep.best_candidate["depth"] == 20
+    with pytest.raises(ValueError, match="at least 1"):
+        choose_system("ensemble", qrels, {"ensemble": first}, {"ensemble": {"r": shallow}}, depth=20, depths=(0,))
+
+
 def test_a_clear_winner_is_picked_by_every_fold():
     qrels, first = _dev(40)
     oracle = {q: {d: (5.0 if d in qrels[q] else 0.0) for d in docs} for q, docs in first.items()}
@@ -150,6 +173,8 @@ def test_the_choice_never_sees_test_queries_and_the_system_is_saved_whole(tmp_pa
     saved = json.loads((out / "system.json").read_text())
     assert saved["members"] == ["hash", "bm25"] and saved["depth"] == 10 and saved["rerank_depth"] == 5
     assert json.loads((out / "results.json").read_text())["system"]["choice"] == saved["choice"]
+    gate_run = {line.split()[0] for line in (out / "runs" / "ensemble.gate.trec").read_text().splitlines()}
+    assert gate_run and not gate_run & test_queries  # the dev run the choice was made on is kept, test-free
     system = System.load(out)
     hits = system.search("how do solar panels make electricity", 3)
     assert [h.rank for h in hits] == [1, 2, 3] and hits[0].doc_id == "d01"

@@ -38,6 +38,10 @@ class EvalConfig(AddedKeysOmitted):
         "or one_se (the simplest candidate within one paired standard error of the best: a first stage alone before "
         "any re-ranker, a lower re-ranker weight before a higher: steadier folds, no better systems on test, so far: "
         "docs/RESULTS.md, First-stage tuning)")
+    gate_depths: list[int] = Field(
+        default_factory=lambda: [10, 20, 50, 100], description="re-rank depths the gate may hand a re-ranker over "
+        "at (its top k re-ordered, the rest in first-stage order), chosen on dev queries with its weight: those "
+        "below rerank_depth, and rerank_depth itself; they cost no extra scoring (docs/RESULTS.md, Re-rank depth)")
     cross_fit_strategies: list[str] | None = Field(
         None, description="strategies whose re-rankers are cross-fitted (the others cannot be the system handed "
         "over while cross-fitting); default: 'ensemble' when the run has it, else every strategy")

@@ -74,8 +74,9 @@ def save_system(folder: RunFolder, config: RunConfig, dataset_path: Path, choice
                   "seed": config.seed, "cache_dir": str(Path(config.cache_dir).resolve()) if config.cache_dir
                   else str(folder.default_cache().resolve())},
         reranker=choice.reranker, model=model, mode=choice.mode, weight=choice.weight,
-        rerank_depth=ev.rerank_depth, max_length=config.train.max_length if isinstance(config.train.max_length, int)
-        else None, choice=choice.as_dict(), test=test, chunked=config.chunking.strategy != "none")
+        rerank_depth=choice.depth or ev.rerank_depth,
+        max_length=config.train.max_length if isinstance(config.train.max_length, int) else None,
+        choice=choice.as_dict(), test=test, chunked=config.chunking.strategy != "none")
     path = folder.path / SYSTEM_FILE
     write_json(path, asdict(spec))
     return path

@@ -11,10 +11,15 @@ their paired bootstrap interval above zero and a paired randomisation test rejec
 choice shrinks to the first stage alone and says why. The test figures written beside the choice are what to
 trust.
 
+A re-ranker is also a candidate at each re-rank depth of ``depths`` (its top ``depth`` re-ordered, the rest left in
+first-stage order): a weak re-ranker often helps on the first stage's top 10 and hurts deeper, so how far to trust
+it is chosen on the same dev queries, from the scores of the deepest, at no extra scoring cost.
+
 With ``selection="one_se"`` the pick (on all dev queries and in each fold) is the simplest candidate within one
 paired standard error of the best (the one-standard-error rule of Breiman et al., 1984): a first stage alone before
-any re-ranker, a lower re-ranker weight before a higher. Near-equal candidates then trade places less from fold to
-fold. It handed over no better systems on test than "best", the default (docs/RESULTS.md, First-stage tuning).
+any re-ranker, a lower re-ranker weight before a higher, a shallower depth before a deeper. Near-equal candidates
+then trade places less from fold to fold. It handed over no better systems on test than "best", the default
+(docs/RESULTS.md, First-stage tuning).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class Candidate:
     first_stage: str
     reranker: str | None      # None: the first stage alone
     weight: float             # the re-ranker's weight in the interpolation; 1.0: re-ranker alone
+    depth: int | None = None  # how many of the first stage's top documents the re-ranker re-orders; None: the run's
 
     @property
     def mode(self) -> str:
@@ -69,6 +75,7 @@ class SystemChoice:
     folds: int | None = None
     fold_agreement: float | None = None  # share of folds whose pick is the candidate chosen on all dev queries
     selection: str = "best"            # how candidates were picked: "best" mean or "one_se"
+    depth: int | None = None           # the re-ranker's re-rank depth (None without a re-ranker)
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -82,13 +89,18 @@ def candidate_run(first_stage: RunDict, scores: dict[str, dict[str, float]] | No
     """The ranking a candidate system gives ``first_stage``'s queries (``scores``: its re-ranker's)."""
     if candidate.reranker is None:
         return first_stage
-    return rerank_run(first_stage, scores, depth, candidate.weight)
+    return rerank_run(first_stage, scores, candidate.depth or depth, candidate.weight)
 
 
 def simplicity(candidates: list[Candidate]) -> np.ndarray:
-    """Each candidate's rank for the one-standard-error rule, lower is simpler: a first stage alone (0), then a
-    re-ranker by its weight, the candidates that move least from the first stage's own ranking first."""
-    return np.array([0.0 if c.reranker is None else c.weight for c in candidates])
+    """Each candidate's rank for the one-standard-error rule, lower is simpler: a first stage alone, then a
+    re-ranker by its weight, then by its depth: the candidates that move least from the first stage's own ranking
+    first."""
+    keys = [(0.0, 0) if c.reranker is None else (c.weight, c.depth or 0) for c in candidates]
+    order = sorted(range(len(candidates)), key=lambda i: keys[i])
+    ranks = np.empty(len(candidates))
+    ranks[order] = np.arange(len(candidates))
+    return ranks
 
 
 def _best(values: np.ndarray, columns: np.ndarray, simplest: np.ndarray | None = None) -> int:
@@ -144,11 +156,13 @@ def choose_system(baseline: str, dev_qrels: Qrels, dev_runs: dict[str, RunDict],
                   dev_scores: dict[str, dict[str, dict[str, dict[str, float]]]], depth: int, metric: str = "ndcg@10",
                   level: float = 0.90, resamples: int = 1000, seed: int = 42, min_queries: int = 10,
                   weights: tuple[float, ...] = ALPHAS[1:], folds: int = GATE_FOLDS,
-                  cross_fitted: bool = False, selection: str = "best") -> SystemChoice:
+                  cross_fitted: bool = False, selection: str = "best",
+                  depths: tuple[int, ...] | None = None) -> SystemChoice:
     """The system to hand over, from dev queries only. ``dev_runs``: each candidate first stage's dev run (the
     untrained ``baseline`` among them); ``dev_scores``: first stage -> re-ranker -> its scores of that run's top
     ``depth``. Candidates: every other first stage alone, and every re-ranker over every first stage at every
-    interpolation weight of ``weights`` (the run's: all of them, its fixed weight, or 1.0 alone). The gate reads
+    interpolation weight of ``weights`` (the run's: all of them, its fixed weight, or 1.0 alone) and every re-rank
+    depth of ``depths`` (each at most ``depth``; default: ``depth`` alone). The gate reads
     the ``folds``-fold cross-validated gain of the selection, not the winner's own dev gain. ``cross_fitted``: the
     dev queries are training queries, each scored by a re-ranker trained without it (only the wording changes).
     ``selection``: "best" picks the highest dev mean, "one_se" the simplest candidate within one standard error of
@@ -158,9 +172,13 @@ def choose_system(baseline: str, dev_qrels: Qrels, dev_runs: dict[str, RunDict],
     dev = "cross-fitted training queries" if cross_fitted else "dev queries"
     base = {"metric": metric, "level": level, "baseline": baseline, "selection": selection}
     queries = sorted(q for q in dev_qrels if q in dev_runs.get(baseline, {}))
+    depths = tuple(sorted({min(d, depth) for d in depths})) if depths else (depth,)
+    if min(depths) < 1:
+        raise ValueError(f"re-rank depths must be at least 1, not {min(depths)}")
     candidates = [Candidate(fs, None, 0.0) for fs in dev_runs if fs != baseline]
-    candidates += [Candidate(fs, reranker, float(w)) for fs in dev_runs for reranker in sorted(dev_scores.get(fs, {}))
-                   for w in weights]
+    # ties keep the earlier candidate: a lower weight first, then a shallower depth
+    candidates += [Candidate(fs, reranker, float(w), d) for fs in dev_runs
+                   for reranker in sorted(dev_scores.get(fs, {})) for w in weights for d in depths]
     if not queries or not candidates:
         why = ("no dev queries to choose on (dev_fraction is 0 or the training queries are too few)" if not queries
                else "nothing was trained to choose from")
@@ -187,20 +205,22 @@ def choose_system(baseline: str, dev_qrels: Qrels, dev_runs: dict[str, RunDict],
     p_value = paired_test(first, first + held_out, seed=seed)
     evidence = dict(dev_queries=len(queries), dev_first_stage=float(first.mean()), dev_best=float(found.mean()),
                     best_candidate={"first_stage": candidate.first_stage, "reranker": candidate.reranker,
-                                    "weight": candidate.weight, "mode": candidate.mode},
+                                    "weight": candidate.weight, "mode": candidate.mode,
+                                    "depth": candidate.depth if candidate.reranker else None},
                     dev_gain=float(gain.mean()), dev_interval=(low, high), cv_gain=float(held_out.mean()),
                     cv_interval=(cv_low, cv_high), cv_p_value=p_value, folds=len(picks),
                     fold_agreement=float(np.mean([p == chosen for p in picks])))
     interval = (f"{held_out.mean():+.3f} {metric} over the untrained {baseline} cross-validated on {len(queries)} "
                 f"{dev} ({len(picks)} folds), {level:.0%} interval [{cv_low:+.3f}, {cv_high:+.3f}], "
                 f"p {p_value:.3f}; {gain.mean():+.3f} on all {dev}, where it was picked")
-    label = candidate.first_stage + (f" + {candidate.reranker} (weight {candidate.weight:.1f})"
+    label = candidate.first_stage + (f" + {candidate.reranker} (weight {candidate.weight:.1f}, top {candidate.depth})"
                                      if candidate.reranker else "")
     if simplest is not None:
         label += ", the simplest within one standard error of the best"
     if len(queries) >= min_queries and cv_low > 0 and p_value < 1 - level:
         return SystemChoice(**base, first_stage=candidate.first_stage, reranker=candidate.reranker,
                             mode=candidate.mode, weight=candidate.weight if candidate.reranker else None,
+                            depth=candidate.depth if candidate.reranker else None,
                             **evidence, reason=f"{label} gains {interval}")
     more = "add training queries" if cross_fitted else "raise dev_fraction, cross-fit or add queries"
     why = (f"too few {dev} to decide (at least {min_queries}; {more})"

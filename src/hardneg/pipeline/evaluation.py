@@ -52,6 +52,7 @@ from .first_stage import Refit
 
 logger = logging.getLogger(__name__)
 SPLITS = ("test", "dev")
+GATE_RUN = "gate"  # the file name's split part for the dev queries' first-stage runs (the gate's queries)
 
 
 def length_split_of(ctx: RunContext) -> LengthSplit:
@@ -119,6 +120,9 @@ class Evaluation:
                    else self.first_stage(ensemble, self.dev_ids))
             out[name] = {"test": self.first_stage(ensemble, list(self.test_qrels)), "dev": dev}
             write_trec(self.ctx.folder.trec(name, self.ev.split), out[name]["test"], slug(name))
+            if dev:  # the dev run the system was chosen on, kept so the choice can be re-examined (not named
+                # "dev": a collection's own dev split may be the evaluated one)
+                write_trec(self.ctx.folder.trec(name, GATE_RUN), dev, slug(name))
         return out
 
     def nested_dev_run(self, name: str) -> RunDict:
@@ -278,19 +282,24 @@ class Evaluation:
         self.choice = choose_system(baseline, self.dev_qrels, {fs: stages[fs]["dev"] for fs in candidates},
                                     dev_scores, ev.rerank_depth, seed=config.seed, resamples=ev.bootstrap,
                                     weights=weights, cross_fitted=self.cross_fit is not None,
-                                    selection=ev.selection)
+                                    selection=ev.selection, depths=self.gate_depths())
         if self.nested:
             self.choice = replace(self.choice, reason=(
                 f"{self.choice.reason}; the dev runs of {', '.join(sorted(self.nested))} are nested: each fold ranked "
                 "at weights learned on the other dev queries"))
         logger.info("Chosen system: %s", self.choice.reason)
         c = self.choice
-        chosen = Candidate(c.first_stage, c.reranker, c.weight or 0.0)
+        chosen = Candidate(c.first_stage, c.reranker, c.weight or 0.0, c.depth)
         test_scores = scores["test"].get(c.first_stage, {}).get(c.reranker) if c.reranker else None
         run = candidate_run(stages[c.first_stage]["test"], test_scores, ev.rerank_depth, chosen)
         write_trec(self.ctx.folder.system_trec(ev.split), run, "system")
         self.system_test = test_comparison(self.test_qrels, stages[baseline]["test"], run, ev.metrics, ev.bootstrap,
                                            config.seed)
+
+    def gate_depths(self) -> tuple[int, ...]:
+        """The re-rank depths the gate may choose: the scored depth and the configured ones below it."""
+        deepest = self.ev.rerank_depth
+        return tuple(sorted({deepest, *(d for d in self.ev.gate_depths if d < deepest)}))
 
     def write_analysis(self, systems: dict[str, dict[str, RunDict]]) -> None:
         """Significance and intervals: systems that rank the same first stage's candidates, compared pairwise."""

@@ -48,10 +48,11 @@ def chosen_system_label(choice: dict) -> str:
         return f"the untrained first stage alone ({first})"
     if choice["reranker"] is None:
         return f"the tuned first stage {first} alone"
+    top = f", re-ranking its top {choice['depth']}" if choice.get("depth") else ""
     if choice["mode"] == "rerank":
-        return f"re-ranker `{choice['reranker']}` alone over the {first} first stage"
+        return f"re-ranker `{choice['reranker']}` alone over the {first} first stage{top}"
     return (f"re-ranker `{choice['reranker']}` interpolated with the {first} first stage "
-            f"(re-ranker weight {choice['weight']:.1f})")
+            f"(re-ranker weight {choice['weight']:.1f}{top})")
 
 
 def hands_over_training(choice: dict) -> bool:

@@ -1,0 +1,176 @@
+"""How deep should a trained re-ranker re-order the first stage's candidates?
+
+Each finished run folder keeps the first stage's test run (``runs/*.test.trec``), every re-ranker's test scores of
+its top ``evaluate.rerank_depth`` (``scores/*.test.json``), the test qrels (``analysis.json``) and the
+interpolation weight tuned on dev (``results.json``). This script re-ranks the test queries at every depth of
+``--depths`` up to the folder's scored depth, alone and interpolated at the row's dev-tuned weight, and tests each
+depth against the deepest, per query (seeded paired randomisation test; Holm over the rows of this file). Pooled:
+all test queries of all folders together, per depth. The system each run handed over (``results.json``) is listed
+beside, with the depth its gate chose on dev queries. Nothing here is chosen on test: it measures what the depth
+does, it does not pick one. Folders that re-rank chunks are skipped.
+
+Usage:
+    python benchmarks/rerank_depth.py runs/depth-study runs/scifact-default \\
+        --output benchmarks/rerank_depth/rerank_depth.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from hardneg.evaluate import Row, adjust_pvalues, paired_test, per_query_metrics, read_trec, rerank_run
+from hardneg.io import write_json
+from hardneg.rundir import RunFolder
+
+METRICS = ["ndcg@10", "mrr@10"]
+DEPTHS = (10, 20, 30, 50, 100)
+
+
+def run_folders(roots: list[Path]) -> list[Path]:
+    """Every folder under ``roots`` that holds a finished run (results.json and analysis.json), sorted."""
+    found = {p.parent for root in roots for p in root.rglob(RunFolder(".").results.name)
+             if RunFolder(p.parent).analysis.exists()}
+    return sorted(found)
+
+
+def folder_records(folder: Path, depths: tuple[int, ...]) -> tuple[list[dict], dict | None]:
+    """Per trained re-ranker of ``folder``: per-query test metrics at each depth, alone and interpolated; and the
+    system the run handed over."""
+    run = RunFolder(folder)
+    results = json.loads(run.results.read_text())
+    settings = results["settings"]
+    config = settings["config"]
+    if (config.get("chunking") or {}).get("strategy", "none") != "none":
+        return [], None
+    qrels = json.loads(run.analysis.read_text())["qrels"]
+    scored = config["evaluate"]["rerank_depth"]
+    rows = [Row.from_dict(r) for r in results["rows"]]
+    alphas = {(r.first_stage, r.reranker): r.alpha for r in rows if r.mode == "interpolated"}
+    out = []
+    for row in rows:
+        if row.mode != "rerank" or row.reranker == "base":
+            continue
+        scores_path, trec = run.scores(row.reranker, "test"), run.trec(row.first_stage, "test")
+        if not scores_path.exists() or not trec.exists():
+            continue
+        scores, first_stage = json.loads(scores_path.read_text())["scores"], read_trec(trec)
+        alpha = alphas.get((row.first_stage, row.reranker))
+        record = {"folder": str(folder), "dataset": settings["dataset"], "seed": config["seed"],
+                  "first_stage": row.first_stage, "reranker": row.reranker, "scored_depth": scored,
+                  "weight": alpha, "queries": sorted(qrels), "first": per_query_metrics(qrels, first_stage, METRICS),
+                  "alone": {}, "interpolated": {}}
+        for depth in [d for d in depths if d <= scored]:
+            record["alone"][depth] = per_query_metrics(qrels, rerank_run(first_stage, scores, depth), METRICS)
+            if alpha is not None:
+                record["interpolated"][depth] = per_query_metrics(
+                    qrels, rerank_run(first_stage, scores, depth, alpha), METRICS)
+        out.append(record)
+    system = results.get("system") or {}
+    choice = system.get("choice") or {}
+    handed = {"folder": str(folder), "dataset": settings["dataset"], "seed": config["seed"],
+              "reason": choice.get("reason"), "reranker": choice.get("reranker"), "weight": choice.get("weight"),
+              "depth": choice.get("depth"), "test": system.get("test")}
+    return out, handed
+
+
+def means(per_query: dict[str, dict[str, float]], queries: list[str]) -> dict[str, float]:
+    return {m: float(np.mean([per_query[m][q] for q in queries])) for m in METRICS}
+
+
+def summarise(records: list[dict], seed: int = 42) -> dict:
+    """Per record and pooled over records: the mean of each metric by depth, and each depth against the deepest
+    depth every pooled record reaches (per-query paired test, Holm over everything in the file)."""
+    out: dict = {"records": [], "pooled": {}}
+    tests: list[tuple[dict, str, float]] = []
+    for r in records:
+        entry = {k: r[k] for k in ("folder", "dataset", "seed", "first_stage", "reranker", "scored_depth", "weight")}
+        entry["queries"] = len(r["queries"])
+        entry["first_stage_means"] = means(r["first"], r["queries"])
+        for mode in ("alone", "interpolated"):
+            by_depth = r[mode]
+            if not by_depth:
+                continue
+            deepest = max(by_depth)
+            entry[mode] = {}
+            for depth, per_query in sorted(by_depth.items()):
+                cell = means(per_query, r["queries"])
+                if depth != deepest:
+                    for m in METRICS:
+                        a = np.array([per_query[m][q] for q in r["queries"]])
+                        b = np.array([by_depth[deepest][m][q] for q in r["queries"]])
+                        cell[f"{m}_minus_deepest"] = float((a - b).mean())
+                        cell[f"{m}_p"] = paired_test(b, a, seed=seed)
+                        tests.append((cell, f"{m}_holm", cell[f"{m}_p"]))
+                entry[mode][str(depth)] = cell
+        out["records"].append(entry)
+    for mode in ("alone", "interpolated"):
+        usable = [r for r in records if r[mode]]
+        if not usable:
+            continue
+        common = sorted(set.intersection(*(set(r[mode]) for r in usable)))
+        deepest = max(common)
+        pooled: dict = {"records": len(usable), "queries": sum(len(r["queries"]) for r in usable)}
+        for depth in common:
+            cell = {}
+            for m in METRICS:
+                a = np.concatenate([[r[mode][depth][m][q] for q in r["queries"]] for r in usable])
+                b = np.concatenate([[r[mode][deepest][m][q] for q in r["queries"]] for r in usable])
+                cell[m] = float(a.mean())
+                cell[f"{m}_per_record_mean"] = float(np.mean([means(r[mode][depth], r["queries"])[m]
+                                                              for r in usable]))
+                if depth != deepest:
+                    cell[f"{m}_minus_deepest"] = float((a - b).mean())
+                    cell[f"{m}_p"] = paired_test(b, a, seed=seed)
+                    tests.append((cell, f"{m}_holm", cell[f"{m}_p"]))
+            pooled[str(depth)] = cell
+        out["pooled"][mode] = pooled
+    for (cell, key, _), adjusted in zip(tests, adjust_pvalues([p for _, _, p in tests], "holm")):
+        cell[key] = adjusted
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("roots", nargs="+", type=Path, help="folders searched for finished run folders")
+    parser.add_argument("--depths", default=",".join(map(str, DEPTHS)), help="re-rank depths, comma-separated")
+    parser.add_argument("--output", type=Path, required=True)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    depths = tuple(sorted(int(d) for d in args.depths.split(",")))
+    records, systems = [], []
+    for folder in run_folders(args.roots):
+        found, handed = folder_records(folder, depths)
+        records += found
+        if handed is not None:
+            systems.append(handed)
+    summary = summarise(records)
+    write_json(args.output, {"command": "python benchmarks/rerank_depth.py " + " ".join(argv),
+                             "machine": {"cpus": 2, "python": platform.python_version()}, "depths": list(depths),
+                             "metrics": METRICS, **summary, "systems": systems})
+    print(f"{len(records)} re-rankers in {len(systems)} run folders")
+    for entry in summary["records"]:
+        for mode in ("alone", "interpolated"):
+            if mode in entry:
+                cells = "  ".join(f"@{d} {c['ndcg@10']:.3f}" for d, c in entry[mode].items())
+                first = entry["first_stage_means"]["ndcg@10"]
+                print(f"{entry['dataset']:<10} {entry['reranker']:<14} {mode:<12} first {first:.3f}  {cells}")
+    for mode, pooled in summary["pooled"].items():
+        cells = "  ".join(f"@{d} {c['ndcg@10']:.3f}" + (f" (p {c['ndcg@10_p']:.3f})" if "ndcg@10_p" in c else "")
+                          for d, c in pooled.items() if isinstance(c, dict))
+        print(f"pooled {mode} ({pooled['queries']} queries): {cells}")
+    chosen = defaultdict(int)
+    for s in systems:
+        chosen[s["depth"]] += 1
+    print("gate's depth per run:", dict(chosen))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
