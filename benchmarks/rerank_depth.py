@@ -5,7 +5,7 @@ its top ``evaluate.rerank_depth`` (``scores/*.test.json``), the test qrels (``an
 interpolation weight tuned on dev (``results.json``). This script re-ranks the test queries at every depth of
 ``--depths`` up to the folder's scored depth, alone and interpolated at the row's dev-tuned weight, and tests each
 depth against the deepest, per query (seeded paired randomisation test; Holm over the rows of this file). Pooled:
-all test queries of all folders together, per depth. The system each run handed over (``results.json``) is listed
+the test queries of every re-ranker scored to all of ``--depths``, together, per depth. The system each run handed over (``results.json``) is listed
 beside, with the depth its gate chose on dev queries. Nothing here is chosen on test: it measures what the depth
 does, it does not pick one. Folders that re-rank chunks are skipped.
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hardneg.evaluate import Row, adjust_pvalues, paired_test, per_query_metrics, read_trec, rerank_run
+from hardneg.evaluate import Row, adjust_pvalues, paired_test, per_query_metrics, ranked, read_trec, rerank_run
 from hardneg.io import write_json
 from hardneg.rundir import RunFolder
 
@@ -40,9 +40,14 @@ def run_folders(roots: list[Path]) -> list[Path]:
     return sorted(found)
 
 
+def covered(first_stage: dict[str, dict[str, float]], scores: dict[str, dict[str, float]], depth: int) -> bool:
+    """Whether ``scores`` hold every query's top ``depth`` of ``first_stage``."""
+    return all(d in scores.get(q, {}) for q, docs in first_stage.items() for d in ranked(docs)[:depth])
+
+
 def folder_records(folder: Path, depths: tuple[int, ...]) -> tuple[list[dict], dict | None]:
-    """Per trained re-ranker of ``folder``: per-query test metrics at each depth, alone and interpolated; and the
-    system the run handed over."""
+    """Per trained re-ranker of ``folder``: per-query test metrics at each depth its stored scores cover, alone and
+    interpolated; and the system the run handed over."""
     run = RunFolder(folder)
     results = json.loads(run.results.read_text())
     settings = results["settings"]
@@ -50,7 +55,6 @@ def folder_records(folder: Path, depths: tuple[int, ...]) -> tuple[list[dict], d
     if (config.get("chunking") or {}).get("strategy", "none") != "none":
         return [], None
     qrels = json.loads(run.analysis.read_text())["qrels"]
-    scored = config["evaluate"]["rerank_depth"]
     rows = [Row.from_dict(r) for r in results["rows"]]
     alphas = {(r.first_stage, r.reranker): r.alpha for r in rows if r.mode == "interpolated"}
     out = []
@@ -62,6 +66,8 @@ def folder_records(folder: Path, depths: tuple[int, ...]) -> tuple[list[dict], d
             continue
         scores, first_stage = json.loads(scores_path.read_text())["scores"], read_trec(trec)
         alpha = alphas.get((row.first_stage, row.reranker))
+        # the store may hold deeper scores than the last evaluation used (an earlier evaluation at a larger depth)
+        scored = max(d for d in {config["evaluate"]["rerank_depth"], *depths} if covered(first_stage, scores, d))
         record = {"folder": str(folder), "dataset": settings["dataset"], "seed": config["seed"],
                   "first_stage": row.first_stage, "reranker": row.reranker, "scored_depth": scored,
                   "weight": alpha, "queries": sorted(qrels), "first": per_query_metrics(qrels, first_stage, METRICS),
@@ -84,9 +90,10 @@ def means(per_query: dict[str, dict[str, float]], queries: list[str]) -> dict[st
     return {m: float(np.mean([per_query[m][q] for q in queries])) for m in METRICS}
 
 
-def summarise(records: list[dict], seed: int = 42) -> dict:
-    """Per record and pooled over records: the mean of each metric by depth, and each depth against the deepest
-    depth every pooled record reaches (per-query paired test, Holm over everything in the file)."""
+def summarise(records: list[dict], depths: tuple[int, ...], seed: int = 42) -> dict:
+    """Per record: the mean of each metric by depth, each depth against the record's deepest. Pooled over the
+    records scored to every one of ``depths``: the same, all their test queries together (per-query paired tests,
+    Holm over everything in the file)."""
     out: dict = {"records": [], "pooled": {}}
     tests: list[tuple[dict, str, float]] = []
     for r in records:
@@ -111,11 +118,10 @@ def summarise(records: list[dict], seed: int = 42) -> dict:
                 entry[mode][str(depth)] = cell
         out["records"].append(entry)
     for mode in ("alone", "interpolated"):
-        usable = [r for r in records if r[mode]]
+        usable = [r for r in records if set(depths) <= set(r[mode])]
         if not usable:
             continue
-        common = sorted(set.intersection(*(set(r[mode]) for r in usable)))
-        deepest = max(common)
+        common, deepest = sorted(depths), max(depths)
         pooled: dict = {"records": len(usable), "queries": sum(len(r["queries"]) for r in usable)}
         for depth in common:
             cell = {}
@@ -150,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         records += found
         if handed is not None:
             systems.append(handed)
-    summary = summarise(records)
+    summary = summarise(records, depths)
     write_json(args.output, {"command": "python benchmarks/rerank_depth.py " + " ".join(argv),
                              "machine": {"cpus": 2, "python": platform.python_version()}, "depths": list(depths),
                              "metrics": METRICS, **summary, "systems": systems})

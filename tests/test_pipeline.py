@@ -40,7 +40,7 @@ def _config(tmp_path, beir_dir, tiny_bert, **extra):
         "mining": {"num_negatives": 2, "depth": 8},
         "strategies": ["random", "bm25", "dense:hash", "ensemble"],
         "train": {"base_model": tiny_bert, "epochs": 1, "batch_size": 4, "max_length": 32, "learning_rate": 1e-3},
-        "evaluate": {"depth": 10, "rerank_depth": 5, "batch_size": 16},
+        "evaluate": {"depth": 10, "rerank_depth": 5, "batch_size": 16, "include_base": True},
         **extra,
     }
     path = tmp_path / "config.yaml"
@@ -86,7 +86,7 @@ def test_run_end_to_end_and_resume(tmp_path, beir_dir, tiny_bert, caplog):
 
     # A fixed interpolation weight replaces the dev-tuned one (without retraining) and reorders by that weight.
     fixed = run(load_config(path, {"evaluate": {"depth": 10, "rerank_depth": 5, "batch_size": 16,
-                                                "interpolation_weight": 0.3}}))
+                                                "include_base": True, "interpolation_weight": 0.3}}))
     assert os.stat(model_file).st_mtime_ns == before
     mixed = [r for r in fixed.rows if r.mode == "interpolated"]
     assert len(mixed) == 5 and all(r.alpha == 0.3 and r.alpha_curve is None for r in mixed)
@@ -108,7 +108,8 @@ def test_cli_run_and_mine(tmp_path, beir_dir, tiny_bert):
     from hardneg.cli import app
 
     path = _config(tmp_path, beir_dir, tiny_bert, strategies=["random"], evaluate={"depth": 10, "rerank_depth": 3,
-                                                                                   "interpolate": False})
+                                                                                   "interpolate": False,
+                                                                                   "include_base": True})
     runner = CliRunner()
     result = runner.invoke(app, ["run", str(path), "--no-progress"])
     assert result.exit_code == 0, result.output
@@ -187,7 +188,8 @@ def test_cli_train_and_evaluate_stages(tmp_path, beir_dir, tiny_bert):
     evaluated = runner.invoke(app, ["evaluate", str(model), "-d", str(beir_dir), "-o", str(out), "--set",
                                     'ensemble=["hash","bm25"]', "--set", f"train.base_model={tiny_bert}",
                                     "--set", "train.max_length=32", "--set", "evaluate.depth=10",
-                                    "--set", "evaluate.rerank_depth=5", "--no-progress"])
+                                    "--set", "evaluate.rerank_depth=5", "--set", "evaluate.include_base=true",
+                                    "--no-progress"])
     assert evaluated.exit_code == 0, evaluated.output
     assert "MRR@10" in evaluated.output
     rows = json.loads((out / "results.json").read_text())["rows"]

@@ -37,7 +37,7 @@ def run_dir(tmp_path_factory, tiny_bert):
            "train": {"base_model": tiny_bert, "loss": "lambda", "batch_size": 2, "max_length": 32,
                      "learning_rate": 1e-3, "dev_evals": 2, "dev_depth": 4, "augment_title_pairs": 3},
            "evaluate": {"depth": 10, "rerank_depth": 5, "batch_size": 16, "bootstrap": 200,
-                        "extra_rerankers": [tiny_bert], "interpolate": True}}
+                        "extra_rerankers": [tiny_bert], "interpolate": True, "include_base": True}}
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     run(load_config(path))

@@ -18,9 +18,13 @@ class EvalConfig(AddedKeysOmitted):
                                     description="'ensemble', 'bm25' or a model name; each is re-ranked")
     rerank: list[str] | None = Field(None, description="which of first_stages the re-rankers re-score "
                                      "(default all; re-ranking is the slow part on a CPU)")
-    include_base: bool = Field(True, description="also evaluate the untuned base model as a re-ranker")
+    include_base: bool = Field(False, description="also evaluate the untuned base model as a re-ranker: worth it "
+                               "when train.base_model is already a re-ranker (a trained cross-encoder), to see what "
+                               "fine-tuning added; the bundled minilm starts with an untrained scoring head, whose "
+                               "row would cost a model's scoring and show noise")
     depth: int = Field(100, ge=1, description="first-stage candidates kept per query")
-    rerank_depth: int = Field(100, ge=1, description="how many of them each re-ranker re-scores")
+    rerank_depth: int = Field(20, ge=1, description="how many of them each re-ranker re-scores (the deepest the gate "
+                              "can hand a re-ranker over at; docs/RESULTS.md, Re-rank depth)")
     max_queries: int | None = Field(None, ge=1, description="evaluate on a seeded sample of the split's queries")
     max_dev_queries: int | None = Field(
         500, ge=1, description="dev queries (a seeded sample) that choose the system handed over and the "

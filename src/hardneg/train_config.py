@@ -54,7 +54,7 @@ class TrainConfig(AddedKeysOmitted):
     learning_rate: float = Field(2e-4, gt=0, description="peak learning rate (linear warmup, then linear decay)")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of the steps spent warming the learning rate up")
     max_length: int | Literal["auto"] = Field(
-        192, description="tokens per (query, document) pair; 'auto': the 90th percentile of a sample of training "
+        128, description="tokens per (query, document) pair; 'auto': the 90th percentile of a sample of training "
         "pairs, rounded up to a multiple of 32 (hardneg.lengths.suggest_max_length)")
 
     @field_validator("max_length")
