@@ -55,7 +55,7 @@ def compare(folder_a: Path, folder_b: Path, seed: int = 42) -> list[dict]:
             a = np.array([found[0][m][q] for q in queries])
             b = np.array([found[1][m][q] for q in queries])
             entry[m] = {"a": float(a.mean()), "b": float(b.mean()), "b_minus_a": float((b - a).mean()),
-                        "p": paired_test(a, b, seed=seed)}
+                        "p": paired_test(a, b, permutations=10000, seed=seed)}
         out.append(entry)
     cells = [e[m] for e in out for m in METRICS]
     for cell, adjusted in zip(cells, adjust_pvalues([c["p"] for c in cells], "holm")):

@@ -31,6 +31,7 @@ from hardneg.rundir import RunFolder
 
 METRICS = ["ndcg@10", "mrr@10"]
 DEPTHS = (10, 20, 30, 50, 100)
+PERMUTATIONS = 10000  # fine enough that Holm over a few dozen tests is not floored by the test's resolution
 
 
 def run_folders(roots: list[Path]) -> list[Path]:
@@ -113,7 +114,7 @@ def summarise(records: list[dict], depths: tuple[int, ...], seed: int = 42) -> d
                         a = np.array([per_query[m][q] for q in r["queries"]])
                         b = np.array([by_depth[deepest][m][q] for q in r["queries"]])
                         cell[f"{m}_minus_deepest"] = float((a - b).mean())
-                        cell[f"{m}_p"] = paired_test(b, a, seed=seed)
+                        cell[f"{m}_p"] = paired_test(b, a, permutations=PERMUTATIONS, seed=seed)
                         tests.append((cell, f"{m}_holm", cell[f"{m}_p"]))
                 entry[mode][str(depth)] = cell
         out["records"].append(entry)
@@ -133,7 +134,7 @@ def summarise(records: list[dict], depths: tuple[int, ...], seed: int = 42) -> d
                                                               for r in usable]))
                 if depth != deepest:
                     cell[f"{m}_minus_deepest"] = float((a - b).mean())
-                    cell[f"{m}_p"] = paired_test(b, a, seed=seed)
+                    cell[f"{m}_p"] = paired_test(b, a, permutations=PERMUTATIONS, seed=seed)
                     tests.append((cell, f"{m}_holm", cell[f"{m}_p"]))
             pooled[str(depth)] = cell
         out["pooled"][mode] = pooled
