@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 import hardneg.pipeline.evaluation as evaluation_stage
 from hardneg import load_config, run
+from hardneg.config import RunConfig
 from hardneg.cli import app
 from hardneg.evaluate import choose_system
 from hardneg.system import System
@@ -84,6 +85,8 @@ def test_the_gate_chooses_how_deep_to_trust_a_reranker_that_helps_on_top_and_hur
     assert deep.reranker is None and deep.depth is None and deep.best_candidate["depth"] == 20
     with pytest.raises(ValueError, match="at least 1"):
         choose_system("ensemble", qrels, {"ensemble": first}, {"ensemble": {"r": shallow}}, depth=20, depths=(0,))
+    with pytest.raises(ValueError, match="gate_depths"):
+        RunConfig(dataset="x", evaluate={"gate_depths": [0, 20]})
 
 
 def test_a_clear_winner_is_picked_by_every_fold():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .train_config import AddedKeysOmitted
 
@@ -72,3 +72,10 @@ class EvalConfig(AddedKeysOmitted):
     engine: Literal["torch", "openvino"] = Field("torch", description="how re-rankers score here: torch, or "
         "openvino (converted in memory, run at the CPU's precision, bf16 where it has it: twice the speed on 2 cores; "
         "scores within about 1e-4 of torch's, 1e-3 at most; CPU only, a GPU keeps torch; needs hardneg[openvino])")
+
+    @field_validator("gate_depths")
+    @classmethod
+    def _positive_depths(cls, value: list[int]) -> list[int]:
+        if any(d < 1 for d in value):
+            raise ValueError(f"gate_depths must be at least 1 each, got {value}")
+        return value
