@@ -118,7 +118,7 @@ def test_a_time_budget_ends_training_at_the_first_step_past_it_and_says_so(datas
     # an unset budget is left out of the settings' dump: fingerprints written before it existed still hold
     assert "max_minutes" not in TrainConfig().model_dump() and "max_minutes" in config.model_dump()
     assert "max_minutes" not in EmbedderConfig(enabled=True).model_dump()
-    assert fingerprint(TrainConfig()) == "8f75e89c3842"  # the defaults since min_steps became 100
+    assert fingerprint(TrainConfig()) == "c8ac355467b8"  # the defaults since max_length became 128
 
 
 def test_a_step_floor_raises_epochs_only_for_a_small_training_set(dataset, tiny_bert, tmp_path):
@@ -143,5 +143,5 @@ def test_a_step_floor_raises_epochs_only_for_a_small_training_set(dataset, tiny_
     assert TrainConfig().model_dump()["min_steps"] == 100 and config.model_dump()["min_steps"] == 6
     unset = TrainConfig(min_steps=None)
     assert TrainConfig.model_validate(unset.model_dump()).min_steps is None
-    assert fingerprint(unset) != fingerprint(TrainConfig()) == "8f75e89c3842"
+    assert fingerprint(unset) != fingerprint(TrainConfig()) == "c8ac355467b8"
 
