@@ -26,16 +26,9 @@ import numpy as np
 
 from hardneg.evaluate import ALPHAS, Row, evaluate_run, read_trec, rerank_run
 from hardneg.io import write_json
-from hardneg.rundir import RunFolder
+from hardneg.rundir import RunFolder, finished_runs
 
 METRICS = ["ndcg@10", "mrr@10"]
-
-
-def run_folders(roots: list[Path]) -> list[Path]:
-    """Every folder under ``roots`` that holds a finished run (results.json and analysis.json), sorted."""
-    found = {p.parent for root in roots for p in root.rglob(RunFolder(".").results.name)
-             if RunFolder(p.parent).analysis.exists()}
-    return sorted(found)
 
 
 def weight_rows(folder: Path, seen: set[str]) -> list[dict]:
@@ -128,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     seen: set[str] = set()
-    records = [record for folder in run_folders(args.roots) for record in weight_rows(folder, seen)]
+    records = [record for folder in finished_runs(args.roots) for record in weight_rows(folder, seen)]
     mismatched = [r["folder"] + ":" + r["reranker"] for r in records
                   if abs(r["by_weight"][str(r["tuned"])]["ndcg@10"] - r["recorded"]["ndcg@10"]) > 1e-6]
     summary = summarise(records)

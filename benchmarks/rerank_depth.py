@@ -27,18 +27,11 @@ import numpy as np
 
 from hardneg.evaluate import Row, adjust_pvalues, paired_test, per_query_metrics, ranked, read_trec, rerank_run
 from hardneg.io import write_json
-from hardneg.rundir import RunFolder
+from hardneg.rundir import RunFolder, finished_runs
 
 METRICS = ["ndcg@10", "mrr@10"]
 DEPTHS = (10, 20, 30, 50, 100)
 PERMUTATIONS = 10000  # fine enough that Holm over a few dozen tests is not floored by the test's resolution
-
-
-def run_folders(roots: list[Path]) -> list[Path]:
-    """Every folder under ``roots`` that holds a finished run (results.json and analysis.json), sorted."""
-    found = {p.parent for root in roots for p in root.rglob(RunFolder(".").results.name)
-             if RunFolder(p.parent).analysis.exists()}
-    return sorted(found)
 
 
 def covered(first_stage: dict[str, dict[str, float]], scores: dict[str, dict[str, float]], depth: int) -> bool:
@@ -152,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     depths = tuple(sorted(int(d) for d in args.depths.split(",")))
     records, systems = [], []
-    for folder in run_folders(args.roots):
+    for folder in finished_runs(args.roots):
         found, handed = folder_records(folder, depths)
         records += found
         if handed is not None:

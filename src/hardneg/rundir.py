@@ -209,3 +209,10 @@ class RunFolder:
     def scores(self, reranker: str, split: str) -> Path:
         """A re-ranker's stored (query, document) scores on ``split``."""
         return self.path / "scores" / f"{slug(reranker)}.{split}.json"
+
+
+def finished_runs(roots: list[Path]) -> list[Path]:
+    """Every run folder under ``roots`` that finished its evaluation (results.json and analysis.json), sorted."""
+    found = {p.parent for root in roots for p in Path(root).rglob(RunFolder(".").results.name)
+             if RunFolder(p.parent).analysis.exists()}
+    return sorted(found)

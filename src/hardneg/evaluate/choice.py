@@ -162,7 +162,7 @@ def choose_system(baseline: str, dev_qrels: Qrels, dev_runs: dict[str, RunDict],
     untrained ``baseline`` among them); ``dev_scores``: first stage -> re-ranker -> its scores of that run's top
     ``depth``. Candidates: every other first stage alone, and every re-ranker over every first stage at every
     interpolation weight of ``weights`` (the run's: all of them, its fixed weight, or 1.0 alone) and every re-rank
-    depth of ``depths`` (each at most ``depth``; default: ``depth`` alone). The gate reads
+    depth of ``depths`` (one deeper than ``depth`` counts as ``depth``; default: ``depth`` alone). The gate reads
     the ``folds``-fold cross-validated gain of the selection, not the winner's own dev gain. ``cross_fitted``: the
     dev queries are training queries, each scored by a re-ranker trained without it (only the wording changes).
     ``selection``: "best" picks the highest dev mean, "one_se" the simplest candidate within one standard error of

@@ -282,7 +282,7 @@ class Evaluation:
         self.choice = choose_system(baseline, self.dev_qrels, {fs: stages[fs]["dev"] for fs in candidates},
                                     dev_scores, ev.rerank_depth, seed=config.seed, resamples=ev.bootstrap,
                                     weights=weights, cross_fitted=self.cross_fit is not None,
-                                    selection=ev.selection, depths=self.gate_depths())
+                                    selection=ev.selection, depths=(*ev.gate_depths, ev.rerank_depth))
         if self.nested:
             self.choice = replace(self.choice, reason=(
                 f"{self.choice.reason}; the dev runs of {', '.join(sorted(self.nested))} are nested: each fold ranked "
@@ -295,11 +295,6 @@ class Evaluation:
         write_trec(self.ctx.folder.system_trec(ev.split), run, "system")
         self.system_test = test_comparison(self.test_qrels, stages[baseline]["test"], run, ev.metrics, ev.bootstrap,
                                            config.seed)
-
-    def gate_depths(self) -> tuple[int, ...]:
-        """The re-rank depths the gate may choose: the scored depth and the configured ones below it."""
-        deepest = self.ev.rerank_depth
-        return tuple(sorted({deepest, *(d for d in self.ev.gate_depths if d < deepest)}))
 
     def write_analysis(self, systems: dict[str, dict[str, RunDict]]) -> None:
         """Significance and intervals: systems that rank the same first stage's candidates, compared pairwise."""
