@@ -1,6 +1,7 @@
 """Two finished runs of the same collection and test queries, row by row: what did the setting that differs change?
 
-For every results row (first stage, re-ranker, mode) found in both run folders, the per-query test nDCG@10 and
+For every results row (first stage, re-ranker, mode) found in both run folders, and for the system each run handed
+over (the row "handed over", with each run's choice in the record), the per-query test nDCG@10 and
 MRR@10 of run B against run A from their TREC run files: the means, the difference, a seeded paired randomisation
 test and its Holm correction over every row and metric of the comparison. Rows are matched by name, so the two runs
 should differ in one setting (e.g. ``train.max_length``) and share the seed and the test queries.
@@ -37,7 +38,15 @@ def rows_of(folder: Path) -> dict[tuple[str, str, str], Path]:
         path = run.trec_for(row, split)
         if path.exists():
             out[(row.first_stage, row.reranker, row.mode)] = path
+    if run.system_trec(split).exists():
+        out[("system", "", "handed over")] = run.system_trec(split)
     return out
+
+
+def choice_of(folder: Path) -> str | None:
+    """Why the run handed over what it did (the gate's reason), if it chose a system."""
+    choice = json.loads(RunFolder(folder).results.read_text()).get("system", {}).get("choice") or {}
+    return choice.get("reason")
 
 
 def compare(folder_a: Path, folder_b: Path, seed: int = 42) -> list[dict]:
@@ -75,11 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = compare(args.run_a, args.run_b)
     write_json(args.output, {"command": "python benchmarks/compare_runs.py " + " ".join(argv),
                              "machine": {"cpus": 2, "python": platform.python_version()},
-                             "a": {"folder": str(args.run_a), "label": args.label_a},
-                             "b": {"folder": str(args.run_b), "label": args.label_b}, "rows": rows})
+                             "a": {"folder": str(args.run_a), "label": args.label_a, "choice": choice_of(args.run_a)},
+                             "b": {"folder": str(args.run_b), "label": args.label_b, "choice": choice_of(args.run_b)},
+                             "rows": rows})
     print(f"{'row':<40} {'metric':<8} {args.label_a:>14} {args.label_b:>14} {'diff':>7} {'p':>6} {'Holm':>6}")
     for e in rows:
-        name = e["first_stage"] if e["mode"] == "first stage" else f"{e['reranker']} ({e['mode']})"
+        name = (e["mode"] if e["first_stage"] == "system" else e["first_stage"] if e["mode"] == "first stage"
+                else f"{e['reranker']} ({e['mode']})")
         for m in METRICS:
             c = e[m]
             print(f"{name:<40} {m:<8} {c['a']:>14.3f} {c['b']:>14.3f} {c['b_minus_a']:>+7.3f} {c['p']:>6.3f} "

@@ -4,6 +4,7 @@ re-ranker that never trained on it; nothing of the test split takes part."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -11,7 +12,8 @@ import yaml
 import hardneg.pipeline.crossfit as crossfit_stage
 import hardneg.pipeline.evaluation as evaluation_stage
 from hardneg import load_config, run
-from hardneg.pipeline.crossfit import split_folds
+from hardneg.config import config_from_dict
+from hardneg.pipeline.crossfit import CROSS_FIT_BELOW, SMALL_DEV, cross_fit_queries, split_folds
 
 TRAIN_QUERIES = {"q1", "q2", "q3", "q4", "q5"}
 TEST_QUERIES = {"q6", "q7", "q8", "q9"}
@@ -29,6 +31,24 @@ def test_folds_are_disjoint_balanced_seeded_and_keep_the_input_order():
     # queries asked the same way share a fold, so no fold model trains on a twin of a query it scores
     twins = split_folds(queries, 5, seed=3, same={"q00": "how", "q11": "how", "q22": "how"})
     assert any({"q00", "q11", "q22"} <= set(f) for f in twins)
+
+
+def test_auto_cross_fits_below_the_threshold_only_and_never_on_test_twins():
+    def queries(dev: int, mode: str = "auto", **tuning) -> list[str]:
+        config = config_from_dict({"dataset": "x", "output": "y", "strategies": ["ensemble"],
+                                   "evaluate": {"cross_fit": mode}, **tuning})
+        ctx = SimpleNamespace(config=config, train_ids=[f"t{i}" for i in range(300)],
+                              dev_ids=[f"d{i}" for i in range(dev)], test_overlap=frozenset({"t0"}))
+        return cross_fit_queries(ctx)
+
+    below = queries(CROSS_FIT_BELOW - 1)
+    assert len(below) == 300 + CROSS_FIT_BELOW - 1 - 1 and "t0" not in below  # a twin of a test query stays out
+    assert queries(CROSS_FIT_BELOW) == []
+    assert len(queries(CROSS_FIT_BELOW, "always")) == 300 + CROSS_FIT_BELOW - 1
+    assert queries(10, "never") == []
+    # cross-fitting would shut a tuned first stage out of the choice: only a dev split too small to decide does
+    for tuning in ({"embedder": {"enabled": True}}, {"fusion_weights": {"learn": True}}):
+        assert queries(SMALL_DEV, **tuning) == [] and queries(SMALL_DEV - 1, **tuning)
 
 
 def _config(tmp_path, beir_dir, tiny_bert, **evaluate):
