@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     rows = compare(args.run_a, args.run_b)
-    write_json(args.output, {"command": "python benchmarks/compare_runs.py " + " ".join(argv),
+    write_json(args.output, {"command": "python benchmarks/compare_runs.py " + shlex.join(argv),
                              "machine": {"cpus": 2, "python": platform.python_version()},
                              "a": {"folder": str(args.run_a), "label": args.label_a, "choice": choice_of(args.run_a)},
                              "b": {"folder": str(args.run_b), "label": args.label_b, "choice": choice_of(args.run_b)},

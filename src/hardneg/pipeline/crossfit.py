@@ -63,10 +63,16 @@ def cross_fit_queries(ctx: RunContext) -> list[str]:
     # A run that tunes its first stage cross-fits only where the dev split cannot decide at all: cross-fitting
     # shuts the tuned first stage out of the choice (it trained on the queries the choice is made on).
     tunes_first_stage = config.embedder.enabled or config.fusion_weights.learn
-    if ev.cross_fit == "auto" and len(dev) >= (SMALL_DEV if tunes_first_stage else CROSS_FIT_BELOW):
+    below = SMALL_DEV if tunes_first_stage else CROSS_FIT_BELOW
+    if ev.cross_fit == "auto" and len(dev) >= below:
         return []
-    queries = sorted((set(ctx.train_ids) | set(ctx.dev_ids)) - ctx.test_overlap)
-    return sample_queries(queries, ev.max_dev_queries, config.seed)
+    queries = sample_queries(sorted((set(ctx.train_ids) | set(ctx.dev_ids)) - ctx.test_overlap),
+                             ev.max_dev_queries, config.seed)
+    if ev.cross_fit == "auto":
+        logger.info("%d dev queries, under %d: the system will be chosen on %d training queries, cross-fitted "
+                    "(%d more trainings per cross-fitted strategy; evaluate.cross_fit: never chooses on the dev "
+                    "split instead)", len(dev), below, len(queries), ev.cross_fit_folds)
+    return queries
 
 
 def split_folds(queries: list[str], folds: int, seed: int, same: dict[str, str] | None = None) -> list[list[str]]:
