@@ -23,7 +23,8 @@ from .pretraining import reranker_settings
 from .training import TrainedStrategy, augmented, dev_candidates
 
 logger = logging.getLogger(__name__)
-# Below this many dev queries a tuned interpolation weight is noisy (the evaluation warns).
+# Below this many dev queries a tuned interpolation weight is noisy (the evaluation warns) and the gate cannot
+# decide at all, so even a run that tunes its first stage cross-fits.
 SMALL_DEV = 30
 # evaluate.cross_fit "auto" cross-fits below this many dev queries. An interpolated re-ranker's per-query nDCG@10
 # gain over the first stage varies with a standard deviation of about .1, and the gate asks for about 1.65 standard
