@@ -233,7 +233,7 @@ def test_rerank_subset_without_base(tmp_path, beir_dir, tiny_bert):
 
     path = _config(tmp_path, beir_dir, tiny_bert, strategies=["bm25"],
                    evaluate={"first_stages": ["ensemble", "bm25"], "rerank": ["bm25"], "include_base": False,
-                             "depth": 10, "rerank_depth": 4, "interpolate": False})
+                             "depth": 10, "rerank_depth": 4, "interpolate": False, "engine": "torch"})
     result = run(load_config(path))
     assert {(r.first_stage, r.reranker, r.mode) for r in result.rows} == {
         ("ensemble", "none", "first stage"), ("bm25", "none", "first stage"), ("bm25", "bm25", "rerank")}

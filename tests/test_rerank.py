@@ -89,12 +89,13 @@ def test_score_pairs_scores_only_what_is_missing(dataset, tmp_path):
     assert len(model.seen) == 3 and ScoreStore(tmp_path / "s.json", "m").scores == store.scores
 
 
-def test_the_openvino_engine_scores_as_the_torch_model_does(model_dir):
+def test_the_openvino_engine_scores_as_the_torch_model_does(model_dir, monkeypatch):
     """evaluate.engine openvino: the same tokenisation and activation as CrossEncoder.predict, at the CPU's own
     precision (bf16 rounds the logits a little), so scores match the torch model's."""
     pytest.importorskip("openvino")
     import numpy as np
 
+    from hardneg import crossencoder
     from hardneg.crossencoder import (
         OpenVINOCrossEncoder,
         engine_for,
@@ -113,3 +114,7 @@ def test_the_openvino_engine_scores_as_the_torch_model_does(model_dir):
     assert engine.predict([]).shape == (0,)
     assert engine_key("torch") == "" and engine_key("openvino").startswith("openvino:")  # torch stores stay valid
     assert engine_for("openvino", "cpu") == "openvino" and engine_for("openvino", "cuda:0") == "torch"
+    # auto: OpenVINO where it can run (a CPU, the extra installed), torch elsewhere
+    assert engine_for("auto", "cpu") == "openvino" and engine_for("auto", "cuda:0") == "torch"
+    monkeypatch.setattr(crossencoder, "openvino_installed", lambda: False)
+    assert engine_for("auto", "cpu") == "torch"

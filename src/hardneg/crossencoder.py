@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,9 @@ class OpenVINOCrossEncoder:
         self.activation = model.activation_fn
         self.precision = openvino_precision()
         example = dict(self.tokenizer(["query"], ["document"], padding=True, truncation=True, return_tensors="pt"))
-        with torch.no_grad():
+        # tracing warns that shapes become constants; OpenVINO keeps the inputs dynamic, so the warnings mislead
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             converted = ov.convert_model(network.eval(), example_input=example)
         # pinned, so the score store's fingerprint says what ran
         self._compiled = ov.Core().compile_model(converted, "CPU", {
@@ -101,11 +104,21 @@ class OpenVINOCrossEncoder:
 
 
 def engine_for(engine: str, device: str) -> str:
-    """The engine that scores on ``device``: OpenVINO runs on the CPU only, so a GPU keeps torch."""
-    if engine == "openvino" and device.split(":")[0] != "cpu":
+    """The engine that scores on ``device``: OpenVINO runs on the CPU only, so a GPU keeps torch; ``auto`` is
+    OpenVINO on a CPU where it is installed, else torch."""
+    on_cpu = device.split(":")[0] == "cpu"
+    if engine == "auto":
+        return "openvino" if on_cpu and openvino_installed() else "torch"
+    if engine == "openvino" and not on_cpu:
         logger.info("evaluate.engine openvino runs on the CPU; re-ranking on %s with torch", device)
         return "torch"
     return engine
+
+
+def openvino_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
 
 
 def reranking_engine(model, engine: str = "torch"):

@@ -36,7 +36,8 @@ class EvalConfig(AddedKeysOmitted):
         "auto when the dev split has fewer than 100 queries, too few to see a gain of +.02 nDCG@10 (fewer than 30 "
         "when the run tunes its first stage). While cross-fitting, first stages tuned on the training queries "
         "(embedder, fusion_weights) are not candidates; never lets them compete on the dev split")
-    cross_fit_folds: int = Field(5, ge=2, description="folds of the training queries when cross-fitting")
+    cross_fit_folds: int = Field(2, ge=2, description="folds of the training queries when cross-fitting, each one "
+                                 "more training per cross-fitted strategy")
     selection: Literal["best", "one_se"] = Field(
         "best", description="how the gate picks among the candidate systems on dev queries: best (the highest mean) "
         "or one_se (the simplest candidate within one paired standard error of the best: a first stage alone before "
@@ -69,9 +70,11 @@ class EvalConfig(AddedKeysOmitted):
         None, ge=0, le=1, description="a fixed re-ranker weight for the mix instead of tuning it on dev (needs no "
         "dev queries; docs/RESULTS.md compares fixed and tuned weights)")
     batch_size: int = Field(64, ge=1, description="(query, document) pairs per re-ranker forward pass")
-    engine: Literal["torch", "openvino"] = Field("torch", description="how re-rankers score here: torch, or "
-        "openvino (converted in memory, run at the CPU's precision, bf16 where it has it: twice the speed on 2 cores; "
-        "scores within about 1e-4 of torch's, 1e-3 at most; CPU only, a GPU keeps torch; needs hardneg[openvino])")
+    engine: Literal["auto", "torch", "openvino"] = Field(
+        "auto", description="how re-rankers score here: openvino (converted in memory, run at the CPU's precision, "
+        "bf16 where it has it: about three times the speed on 2 cores; scores within about 1e-4 of torch's, 1e-3 at "
+        "most; CPU only, a GPU keeps torch; needs hardneg[openvino]), torch, or auto: openvino on a CPU where "
+        "hardneg[openvino] is installed, else torch")
 
     @field_validator("gate_depths")
     @classmethod

@@ -52,19 +52,19 @@ class CrossFit:
         return {"queries": len(self.queries), "folds": self.folds, "strategies": list(self.held_out)}
 
 
-def cross_fit_queries(ctx: RunContext) -> list[str]:
+def cross_fit_queries(ctx: RunContext, tuned_first_stage: bool = False) -> list[str]:
     """The queries the system is chosen on when this run cross-fits (every training query that is not also a test
     query, at most ``evaluate.max_dev_queries``), or [] when it does not: ``evaluate.cross_fit`` "auto" cross-fits
-    under CROSS_FIT_BELOW dev queries, or under SMALL_DEV when the run tunes its first stage."""
+    under CROSS_FIT_BELOW dev queries, or under SMALL_DEV when ``tuned_first_stage`` (the run tuned a first stage
+    that is a candidate of the choice: a fine-tuned embedder, or fusion weights that moved)."""
     config = ctx.config
     ev = config.evaluate
     if not config.strategies or ev.cross_fit == "never":
         return []
     dev = sample_queries(ctx.dev_ids, ev.max_dev_queries, config.seed)
-    # A run that tunes its first stage cross-fits only where the dev split cannot decide at all: cross-fitting
-    # shuts the tuned first stage out of the choice (it trained on the queries the choice is made on).
-    tunes_first_stage = config.embedder.enabled or config.fusion_weights.learn
-    below = SMALL_DEV if tunes_first_stage else CROSS_FIT_BELOW
+    # A run with a tuned first stage cross-fits only where the dev split cannot decide at all: cross-fitting shuts
+    # the tuned first stage out of the choice (it trained on the queries the choice is made on).
+    below = SMALL_DEV if tuned_first_stage else CROSS_FIT_BELOW
     if ev.cross_fit == "auto" and len(dev) >= below:
         return []
     queries = sample_queries(sorted((set(ctx.train_ids) | set(ctx.dev_ids)) - ctx.test_overlap),
