@@ -13,7 +13,7 @@ import hardneg.pipeline.crossfit as crossfit_stage
 import hardneg.pipeline.evaluation as evaluation_stage
 from hardneg import load_config, run
 from hardneg.config import config_from_dict
-from hardneg.pipeline.crossfit import CROSS_FIT_BELOW, SMALL_DEV, cross_fit_queries, split_folds
+from hardneg.pipeline.crossfit import CROSS_FIT_BELOW, SMALL_DEV, cross_fit_queries, fold_count, split_folds
 
 TRAIN_QUERIES = {"q1", "q2", "q3", "q4", "q5"}
 TEST_QUERIES = {"q6", "q7", "q8", "q9"}
@@ -48,6 +48,12 @@ def test_auto_cross_fits_below_the_threshold_only_and_never_on_test_twins():
     assert queries(10, "never") == []
     # cross-fitting would shut a tuned first stage out of the choice: only a dev split too small to decide does
     assert queries(SMALL_DEV, tuned=True) == [] and queries(SMALL_DEV - 1, tuned=True)
+
+
+def test_two_folds_unless_the_cross_fitted_queries_are_few():
+    assert fold_count(None, 500) == fold_count(None, SMALL_DEV) == 2
+    assert fold_count(None, SMALL_DEV - 1) == 5 and fold_count(None, 3) == 3  # never more folds than queries
+    assert fold_count(4, 500) == fold_count(4, 10) == 4  # a set fold count is kept
 
 
 def _config(tmp_path, beir_dir, tiny_bert, **evaluate):

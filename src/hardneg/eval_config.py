@@ -32,12 +32,14 @@ class EvalConfig(AddedKeysOmitted):
 
     cross_fit: Literal["auto", "always", "never"] = Field(
         "auto", description="choose the system on every training query, each scored by a re-ranker trained "
-        "without it (k-fold cross-fitting; costs cross_fit_folds more trainings per cross-fitted strategy): "
+        "without it (k-fold cross-fitting; costs one more training per fold and cross-fitted strategy): "
         "auto when the dev split has fewer than 100 queries, too few to see a gain of +.02 nDCG@10 (fewer than 30 "
         "when the run tunes its first stage). While cross-fitting, first stages tuned on the training queries "
         "(embedder, fusion_weights) are not candidates; never lets them compete on the dev split")
-    cross_fit_folds: int = Field(2, ge=2, description="folds of the training queries when cross-fitting, each one "
-                                 "more training per cross-fitted strategy")
+    cross_fit_folds: int | None = Field(
+        None, ge=2, description="folds of the training queries when cross-fitting, each one more training per "
+        "cross-fitted strategy; default: 2, or 5 under 30 cross-fitted queries, where a model trained on half of "
+        "them stands in poorly for the one trained on all (docs/RESULTS.md, Cross-fitting)")
     selection: Literal["best", "one_se"] = Field(
         "best", description="how the gate picks among the candidate systems on dev queries: best (the highest mean) "
         "or one_se (the simplest candidate within one paired standard error of the best: a first stage alone before "

@@ -30,6 +30,9 @@ SMALL_DEV = 30
 # gain over the first stage varies with a standard deviation of about .1, and the gate asks for about 1.65 standard
 # errors, so 100 queries see a gain of about +.017 and 81 missed SciFact's +.021 (docs/RESULTS.md, "Cross-fitting").
 CROSS_FIT_BELOW = 100
+# Folds when evaluate.cross_fit_folds is not set: two, since each fold costs a training; five under SMALL_DEV
+# cross-fitted queries, where a model trained on half of them stands in poorly for the one handed over.
+FOLDS, SMALL_FOLDS = 2, 5
 
 
 @dataclass(frozen=True)
@@ -72,8 +75,15 @@ def cross_fit_queries(ctx: RunContext, tuned_first_stage: bool = False) -> list[
     if ev.cross_fit == "auto":
         logger.info("%d dev queries, under %d: the system will be chosen on %d training queries, cross-fitted "
                     "(%d more trainings per cross-fitted strategy; evaluate.cross_fit: never chooses on the dev "
-                    "split instead)", len(dev), below, len(queries), ev.cross_fit_folds)
+                    "split instead)", len(dev), below, len(queries), fold_count(ev.cross_fit_folds, len(queries)))
     return queries
+
+
+def fold_count(folds: int | None, queries: int) -> int:
+    """How many folds cross-fit ``queries`` queries: ``folds`` when set, else FOLDS (SMALL_FOLDS under SMALL_DEV
+    queries); never more folds than queries."""
+    chosen = folds or (SMALL_FOLDS if queries < SMALL_DEV else FOLDS)
+    return min(chosen, queries)
 
 
 def split_folds(queries: list[str], folds: int, seed: int, same: dict[str, str] | None = None) -> list[list[str]]:
@@ -120,7 +130,7 @@ def cross_fit(ctx: RunContext, trained: dict[str, TrainedStrategy], queries: lis
     base model (a strategy not cross-fitted, an extra one) is scored by the evaluation on the held-out dev queries
     only, so it cannot be the system handed over."""
     config = ctx.config
-    k = min(config.evaluate.cross_fit_folds, len(queries))
+    k = fold_count(config.evaluate.cross_fit_folds, len(queries))
     held_out: dict[str, list[HeldOut]] = {}
     if config.rounds > 1:
         logger.warning("Cross-fitting with rounds: %d: the folds train on the last round's negatives, which the "
