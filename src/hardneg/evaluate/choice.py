@@ -211,8 +211,9 @@ def choose_system(baseline: str, dev_qrels: Qrels, dev_runs: dict[str, RunDict],
                     cv_interval=(cv_low, cv_high), cv_p_value=p_value, folds=len(picks),
                     fold_agreement=float(np.mean([p == chosen for p in picks])))
     interval = (f"{held_out.mean():+.3f} {metric} over the untrained {baseline} cross-validated on {len(queries)} "
-                f"{dev} ({len(picks)} folds), {level:.0%} interval [{cv_low:+.3f}, {cv_high:+.3f}], "
-                f"p {p_value:.3f}; {gain.mean():+.3f} on all {dev}, where it was picked")
+                f"{dev} ({len(picks)} folds, each measured on the others' pick), {level:.0%} interval "
+                f"[{cv_low:+.3f}, {cv_high:+.3f}], p {p_value:.3f}; {gain.mean():+.3f} on all {dev}, "
+                "where it was picked")
     label = candidate.first_stage + (f" + {candidate.reranker} (weight {candidate.weight:.1f}, top {candidate.depth})"
                                      if candidate.reranker else "")
     if simplest is not None:
