@@ -74,7 +74,7 @@ class EvalConfig(AddedKeysOmitted):
     batch_size: int = Field(64, ge=1, description="(query, document) pairs per re-ranker forward pass")
     engine: Literal["auto", "torch", "openvino"] = Field(
         "auto", description="how re-rankers score here: openvino (converted in memory, run at the CPU's precision, "
-        "bf16 where it has it: about three times the speed on 2 cores; scores within about 1e-4 of torch's, 1e-3 at "
+        "bf16 where it has it: two to three times the speed on 2 cores; scores within about 1e-4 of torch's, 1e-3 at "
         "most; CPU only, a GPU keeps torch; needs hardneg[openvino]), torch, or auto: openvino on a CPU where "
         "hardneg[openvino] is installed, else torch")
 
