@@ -57,8 +57,8 @@ class OpenVINOCrossEncoder:
     """A loaded one-label ``CrossEncoder`` converted in memory to OpenVINO and run at the CPU's own inference
     precision (bf16 where the CPU has bf16 instructions, else f32): ``predict`` tokenises pairs as
     ``CrossEncoder.predict`` does and applies the model's activation. On the demo's re-rankers bf16 scores differ
-    from torch's by about 1e-4 (1e-3 at most; per-query rank correlation .999), at two to three times the speed on 2 cores
-    (docs/RESULTS.md, "The demo")."""
+    from torch's by about 1e-4 (1e-3 at most; per-query rank correlation .999), at two to three times the speed on
+    2 cores (docs/RESULTS.md, "The demo")."""
 
     device = "cpu"
 
