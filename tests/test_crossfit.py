@@ -14,6 +14,7 @@ import hardneg.pipeline.evaluation as evaluation_stage
 from hardneg import load_config, run
 from hardneg.config import config_from_dict
 from hardneg.pipeline.crossfit import CROSS_FIT_BELOW, SMALL_DEV, cross_fit_queries, fold_count, split_folds
+from hardneg.pipeline.first_stage import FineTuning, fine_tuning
 
 TRAIN_QUERIES = {"q1", "q2", "q3", "q4", "q5"}
 TEST_QUERIES = {"q6", "q7", "q8", "q9"}
@@ -48,6 +49,28 @@ def test_auto_cross_fits_below_the_threshold_only_and_never_on_test_twins():
     assert queries(10, "never") == []
     # cross-fitting would shut a tuned first stage out of the choice: only a dev split too small to decide does
     assert queries(SMALL_DEV, tuned=True) == [] and queries(SMALL_DEV - 1, tuned=True)
+
+
+def test_auto_fine_tunes_only_where_the_fine_tuned_first_stage_can_be_chosen():
+    def context(dev: int, **settings) -> SimpleNamespace:
+        config = config_from_dict({"dataset": "x", "output": "y", "strategies": ["random", "ensemble"],
+                                   "embedder": {"members": ["minilm"]}, **settings})
+        return SimpleNamespace(config=config, train_ids=[f"t{i}" for i in range(300)],
+                               dev_ids=[f"d{i}" for i in range(dev)], test_overlap=frozenset())
+
+    def tuning(dev: int, **settings) -> FineTuning:
+        return fine_tuning(context(dev, **settings))
+
+    assert tuning(SMALL_DEV).on and "30 dev queries" in tuning(SMALL_DEV).reason
+    assert not tuning(SMALL_DEV - 1).on and "29 dev queries, under 30" in tuning(SMALL_DEV - 1).reason
+    # it agrees with cross-fitting: a run fine-tunes exactly when the system is chosen on its dev split
+    for dev in (SMALL_DEV - 1, SMALL_DEV):
+        assert tuning(dev).on == (cross_fit_queries(context(dev), tuned_first_stage=True) == [])
+    assert not tuning(200, evaluate={"cross_fit": "always"}).on
+    assert not tuning(200, embedder={"strategy": "bm25", "members": ["minilm"]}).on
+    assert not tuning(200, evaluate={"max_dev_queries": 20}).on  # the dev queries the choice is made on count
+    assert not tuning(200, ensemble=["bm25"], embedder={}).on  # nothing to fine-tune
+    assert tuning(3, embedder={"enabled": True}).on and not tuning(200, embedder={"enabled": False}).on
 
 
 def test_two_folds_unless_the_cross_fitted_queries_are_few():

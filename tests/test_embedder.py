@@ -153,9 +153,9 @@ evaluate: {split: test, first_stages: [ensemble], depth: 100, rerank_depth: 20, 
 """
 
 
-def test_new_config_sections_are_off_and_leave_old_fingerprints_alone():
+def test_new_config_sections_at_their_defaults_leave_old_fingerprints_alone():
     config = RunConfig(dataset="x")
-    assert not config.embedder.enabled and not config.fusion_weights.learn
+    assert config.embedder.enabled == "auto" and not config.fusion_weights.learn
     dump = config.model_dump()
     assert "embedder" not in dump and "fusion_weights" not in dump
     on = RunConfig(dataset="x", embedder={"enabled": True}, fusion_weights={"learn": True})

@@ -70,6 +70,9 @@ def test_run_end_to_end_and_resume(tmp_path, beir_dir, tiny_bert, caplog):
     saved = json.loads((out / "results.json").read_text())
     assert saved["settings"]["train_pairs"] + saved["settings"]["dev_queries"] >= 5
     assert "| none (base model, no fine-tuning) |" in (out / "results.md").read_text()
+    # embedder.enabled: auto says why it did not fine-tune (the fixture's ensemble has no sentence-transformers model)
+    assert not saved["settings"]["fine_tuning"]["fine_tuned"]
+    assert "dense members were not fine-tuned (auto: the ensemble has no" in (out / "results.md").read_text()
     for strategy in ("random", "bm25", "dense_hash", "ensemble"):
         folder = out / "strategies" / strategy
         CrossEncoder(str(folder / "model"))  # loads in plain sentence-transformers

@@ -27,8 +27,11 @@ class EmbedderConfig(AddedKeysOmitted):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = Field(False, description="fine-tune the dense members on the mined negatives (off: the first "
-                          "stage is used as given)")
+    enabled: bool | Literal["auto"] = Field(
+        "auto", description="fine-tune the dense members on the mined negatives: true, false (the first stage as "
+        "given) or auto: only where the dev split holds at least 30 queries (evaluate.max_dev_queries at most), the "
+        "fewest the system is chosen on; with fewer, the system is chosen cross-fitted on the training queries, which "
+        "a fine-tuned member trained on, so it could never be handed over")
     members: list[str] | None = Field(
         None, description="the dense members to fine-tune; null: every sentence-transformers member of the "
         "ensemble (not bm25, wordllama, hash or e5-small)")

@@ -18,7 +18,7 @@ from ..system import save_system
 from .context import RunContext, prepare
 from .crossfit import CrossFit, cross_fit, cross_fit_queries
 from .evaluation import Evaluation, length_split_of, rerankers_to_evaluate
-from .first_stage import Refit, check_tuning, tune_first_stages
+from .first_stage import Refit, check_tuning, fine_tuning, tune_first_stages
 from .training import TrainedStrategy, dev_candidates, train_strategy
 
 
@@ -37,11 +37,12 @@ def run_pipeline(config: RunConfig) -> RunResult:
     try:
         with use_compute(config.compute):  # the run's device and precision for every stage
             check_tuning(ctx)
+            tuning = fine_tuning(ctx)
             if ctx.config.strategies:  # a precision training cannot use fails now, not after hours of mining
                 training_arguments(current_device(), current().precision)
             dev = dev_candidates(ctx)
             trained: dict[str, TrainedStrategy] = {s.name: train_strategy(ctx, s, dev) for s in ctx.config.strategies}
-            tuned = tune_first_stages(ctx, trained)
+            tuned = tune_first_stages(ctx, trained, tuning)
             queries = cross_fit_queries(ctx, tuned_first_stage=bool(tuned.ensembles))
             folds = cross_fit(ctx, trained, queries) if queries else None
             models = {name: t.model for name, t in trained.items()}
@@ -79,17 +80,19 @@ def evaluate_and_write(ctx: RunContext, rerankers: dict[str, str], mining: dict[
                   **({"cross_fit": evaluation.cross_fit.as_dict()} if evaluation.cross_fit else {})}
         save_system(ctx.folder, ctx.config, ctx.dataset_path, evaluation.choice, rerankers, evaluation.system_test,
                     evaluation.ensembles[evaluation.choice.first_stage])
-    return write_results(ctx, rows, mining, length_split, system)
+    return write_results(ctx, rows, mining, length_split, system, (first_stage or {}).get("embedder"))
 
 
 def write_results(ctx: RunContext, rows: list[Row], mining: dict[str, dict], length_split: LengthSplit,
-                  system: dict | None = None) -> RunResult:
+                  system: dict | None = None, fine_tuning: dict | None = None) -> RunResult:
     config, documents, folder = ctx.config, ctx.documents, ctx.folder
     settings = {"dataset": documents.name, "data": documents.report.summary(), "train_queries": len(ctx.train_ids),
                 "train_pairs": len(ctx.pairs), "dev_queries": len(ctx.dev_ids), "lengths": length_split.as_dict(),
                 "config": config.model_dump()}
     if system and "cross_fit" in system:
         settings["cross_fit"] = system["cross_fit"]
+    if fine_tuning:
+        settings["fine_tuning"] = fine_tuning
     if ctx.chunks is not None:
         settings["chunks"] = {"documents": len(documents.corpus), "chunks": len(ctx.chunks.dataset.corpus)}
     markdown = results_markdown(rows, config.evaluate.metrics, settings, mining, system)

@@ -60,6 +60,15 @@ def hands_over_training(choice: dict) -> bool:
     return choice["reranker"] is not None or choice["first_stage"] != choice.get("baseline", choice["first_stage"])
 
 
+def fine_tuned_members(settings: dict) -> str:
+    """A sentence for the run's introduction when ``embedder.enabled: auto`` decided whether to fine-tune."""
+    tuning = settings.get("fine_tuning")
+    if not tuning:
+        return ""
+    verdict = "fine-tuned" if tuning["fine_tuned"] else "not fine-tuned"
+    return f" The first stage's dense members were {verdict} ({tuning['reason']})."
+
+
 def cross_fitted(settings: dict) -> str:
     """A clause for the run's introduction when the system was chosen on cross-fitted training queries."""
     fit = settings.get("cross_fit")

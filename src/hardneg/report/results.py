@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from ..evaluate import Row
-from .labels import chosen_system_label, cross_fitted, hands_over_training, metric_label, rows_of
+from .labels import (chosen_system_label, cross_fitted, fine_tuned_members, hands_over_training, metric_label,
+                     rows_of)
 
 
 def row_label(row: Row) -> str:
@@ -56,7 +57,7 @@ def results_markdown(rows: list[Row], metrics: list[str], settings: dict, mining
              "evaluated on "
              f"`{settings['config']['evaluate']['split']}`. Re-rankers re-score the top "
              f"{settings['config']['evaluate']['rerank_depth']} of each first stage. "
-             f"Data: {settings.get('data', 'nothing skipped')}."), ""]
+             f"Data: {settings.get('data', 'nothing skipped')}.{fine_tuned_members(settings)}"), ""]
     if system:
         parts += system_markdown(system, metrics)
     for first_stage in dict.fromkeys(r.first_stage for r in rows):
