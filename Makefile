@@ -27,7 +27,7 @@ paper: venv
 	$(BIN)/hardneg run configs/paper.yaml
 
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
 test-slow: venv
 	$(BIN)/python -m pytest -q -m slow

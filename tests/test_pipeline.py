@@ -231,7 +231,8 @@ def test_query_sampling_and_dev_split_are_seeded_and_sized():
     assert len(dev) == 10 and not set(train) & set(dev) and sorted(train + dev) == sorted(ids)
 
 
-def test_rerank_subset_without_base(tmp_path, beir_dir, tiny_bert):
+def test_rerank_subset_without_base(tmp_path, beir_dir, tiny_bert, monkeypatch, caplog):
+    import hardneg.pipeline.evaluation as evaluation_stage
     from hardneg import load_config, run
 
     path = _config(tmp_path, beir_dir, tiny_bert, strategies=["bm25"],
@@ -246,6 +247,24 @@ def test_rerank_subset_without_base(tmp_path, beir_dir, tiny_bert):
     pytest.importorskip("openvino")
     store = result.output / "scores" / "bm25.test.json"
     torch_fingerprint = json.loads(store.read_text())["fingerprint"]
+    # a model OpenVINO cannot convert: auto scores it with torch (here: reuses torch's stored scores), an engine
+    # named outright fails
+    def unconvertible(model, engine="torch"):
+        if engine == "openvino":
+            raise RuntimeError("unsupported operation")
+        return model
+
+    scored = []
+    monkeypatch.setattr(evaluation_stage, "reranking_engine", unconvertible)
+    monkeypatch.setattr(evaluation_stage, "score_pairs", lambda *a, **k: scored.append(a))
+    with caplog.at_level(logging.WARNING, logger="hardneg.pipeline"):
+        fallback = run(load_config(path, {"evaluate.engine": "auto"}))
+    assert "OpenVINO could not convert it (RuntimeError: unsupported operation); scoring it with torch" in caplog.text
+    assert not scored and json.loads(store.read_text())["fingerprint"] == torch_fingerprint
+    assert [r.metrics for r in fallback.rows] == [r.metrics for r in result.rows]
+    with pytest.raises(RuntimeError, match="unsupported operation"):
+        run(load_config(path, {"evaluate.engine": "openvino"}))
+    monkeypatch.undo()
     again = run(load_config(path, {"evaluate.engine": "openvino"}))
     assert json.loads(store.read_text())["fingerprint"] != torch_fingerprint
     before, after = ([r.metrics["ndcg@10"] for r in rows if r.mode == "rerank"] for rows in (result.rows, again.rows))

@@ -4,6 +4,7 @@ clearly help, saved whole as system.json, and searchable."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -37,6 +38,9 @@ def test_a_reranker_that_clearly_helps_is_chosen():
     choice = choose_system("ensemble", qrels, {"ensemble": first}, {"ensemble": {"good": oracle}}, depth=10)
     assert (choice.first_stage, choice.reranker) == ("ensemble", "good")
     assert choice.weight == 0.5  # the smallest weight that already ranks as well as the re-ranker alone
+    # each fold's pick is recorded, so a gate that scatters among near-equal candidates can be read
+    assert len(choice.fold_picks) == choice.folds == 5 and choice.fold_agreement == 1.0
+    assert all(pick == choice.best_candidate for pick in choice.fold_picks)
     assert choice.dev_gain > 0.3 and choice.dev_interval[0] > 0 and choice.dev_queries == 40
 
 
@@ -47,6 +51,18 @@ def test_a_useless_reranker_shrinks_to_the_first_stage():
     choice = choose_system("ensemble", qrels, {"ensemble": first}, {"ensemble": {"noise": noise}}, depth=10)
     assert choice.reranker is None and choice.mode == "first stage"
     assert "not a clear gain" in choice.reason and choice.best_candidate["reranker"] == "noise"
+
+
+def test_a_fine_tuned_member_alone_is_no_candidate_beside_an_ensemble_weighed_with_it():
+    def ensemble(*members):
+        return SimpleNamespace(member_names=list(members))
+
+    tuned = {"ensemble (fine-tuned)": ensemble("runs/x/minilm", "wordllama", "bm25"),
+             "minilm (fine-tuned)": ensemble("runs/x/minilm"), "e5 (fine-tuned)": ensemble("runs/x/e5")}
+    # the weighed ensemble's grid holds the member alone; a member outside it stays a candidate
+    assert evaluation_stage.offered(tuned, {"ensemble (fine-tuned)"}) == ["ensemble (fine-tuned)", "e5 (fine-tuned)"]
+    # at fixed weights the member alone is an option the ensemble does not give
+    assert evaluation_stage.offered(tuned, set()) == list(tuned)
 
 
 def test_the_gate_reads_held_out_gains_so_the_luckiest_of_many_useless_rerankers_is_not_handed_over():

@@ -76,12 +76,18 @@ class SystemChoice:
     fold_agreement: float | None = None  # share of folds whose pick is the candidate chosen on all dev queries
     selection: str = "best"            # how candidates were picked: "best" mean or "one_se"
     depth: int | None = None           # the re-ranker's re-rank depth (None without a re-ranker)
+    fold_picks: list[dict] | None = None  # each fold's pick, made on the other folds' queries
 
     def as_dict(self) -> dict:
         out = asdict(self)
         for key in ("dev_interval", "cv_interval"):
             out[key] = list(out[key]) if out[key] else None
         return out
+
+
+def described_candidate(candidate: Candidate) -> dict:
+    return {"first_stage": candidate.first_stage, "reranker": candidate.reranker, "weight": candidate.weight,
+            "mode": candidate.mode, "depth": candidate.depth if candidate.reranker else None}
 
 
 def candidate_run(first_stage: RunDict, scores: dict[str, dict[str, float]] | None, depth: int,
@@ -198,18 +204,18 @@ def choose_system(baseline: str, dev_qrels: Qrels, dev_runs: dict[str, RunDict],
     simplest = simplicity(candidates) if selection == "one_se" else None
     chosen = _best(table, np.arange(len(queries)), simplest)
     candidate, found = candidates[chosen], table[chosen]
+    described = [described_candidate(c) for c in candidates]
     gain = found - first
     low, high = bootstrap_ci(gain, resamples, seed, level)
     held_out, picks = held_out_gains(table, first, folds, seed, simplest)
     cv_low, cv_high = bootstrap_ci(held_out, resamples, seed, level)
     p_value = paired_test(first, first + held_out, seed=seed)
     evidence = dict(dev_queries=len(queries), dev_first_stage=float(first.mean()), dev_best=float(found.mean()),
-                    best_candidate={"first_stage": candidate.first_stage, "reranker": candidate.reranker,
-                                    "weight": candidate.weight, "mode": candidate.mode,
-                                    "depth": candidate.depth if candidate.reranker else None},
+                    best_candidate=described[chosen],
                     dev_gain=float(gain.mean()), dev_interval=(low, high), cv_gain=float(held_out.mean()),
                     cv_interval=(cv_low, cv_high), cv_p_value=p_value, folds=len(picks),
-                    fold_agreement=float(np.mean([p == chosen for p in picks])))
+                    fold_agreement=float(np.mean([p == chosen for p in picks])),
+                    fold_picks=[described[p] for p in picks])
     interval = (f"{held_out.mean():+.3f} {metric} over the untrained {baseline} cross-validated on {len(queries)} "
                 f"{dev} ({len(picks)} folds, each measured on the others' pick), {level:.0%} interval "
                 f"[{cv_low:+.3f}, {cv_high:+.3f}], p {p_value:.3f}; {gain.mean():+.3f} on all {dev}, "

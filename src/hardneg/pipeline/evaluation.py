@@ -55,6 +55,16 @@ SPLITS = ("test", "dev")
 GATE_RUN = "gate"  # the file name's split part for the dev queries' first-stage runs (the gate's queries)
 
 
+def offered(tuned: dict[str, Ensemble], weighed: set[str]) -> list[str]:
+    """The tuned first stages the system is chosen from (``weighed``: those whose weights are learned on the dev
+    queries). A fine-tuned member alone is shown, not offered, when a weighed ensemble holds it: the weighing's
+    grid has the member alone (the others at weight 0), so it adds no option, only a near-equal rival whose picks
+    scatter the gate's folds (docs/RESULTS.md, First-stage tuning)."""
+    covered = {m for name in weighed for m in tuned[name].member_names}
+    return [name for name, ensemble in tuned.items()
+            if name in weighed or len(ensemble.member_names) > 1 or not set(ensemble.member_names) <= covered]
+
+
 def length_split_of(ctx: RunContext) -> LengthSplit:
     """The evaluated queries split by whether a positive is longer than the re-ranker's window."""
     config, documents = ctx.config, ctx.documents
@@ -93,6 +103,7 @@ class Evaluation:
         # The system a run hands over is chosen on dev queries, so they are scored whenever there are any.
         self.dev = bool(self.dev_ids)
         self.engine = engine_for(ev.engine, current_device())
+        self.engines: dict[str, str] = {}  # model path -> the engine it scores with (auto falls back per model)
         self.choice: SystemChoice | None = None
         self.ensembles: dict[str, Ensemble] = {}
         self.system_test: dict | None = None
@@ -178,30 +189,51 @@ class Evaluation:
         config, folder = self.config, self.ctx.folder
         loaded: dict[str, object] = {}
 
-        def into(store: ScoreStore, path: str, runs: dict[str, RunDict]) -> None:
-            needed = store.missing(self.pairs_to_score(runs))
-            if needed:
-                if path not in loaded:
-                    loaded[path] = reranking_engine(load_cross_encoder(path, config.train.max_length,
-                                                                       seed=config.seed), self.engine)
-                score_pairs(loaded[path], self.ctx.dataset, needed, store, self.ev.batch_size, config.progress)
-
         def store_for(split: str, path: str) -> ScoreStore:
             return ScoreStore(folder.scores(system, split), fingerprint(
                 system, training_info(path).get("fingerprint") or path, config.train.max_length, config.seed,
-                *filter(None, [engine_key(self.engine)])))
+                *filter(None, [engine_key(self.engines.get(path, self.engine))])))
 
-        stores = {"test": store_for("test", model_path)}
-        into(stores["test"], model_path, {name: runs["test"] for name, runs in stages.items()})
+        def into(split: str, path: str, runs: dict[str, RunDict]) -> ScoreStore:
+            store = store_for(split, path)
+            pairs = self.pairs_to_score(runs)
+            if store.missing(pairs):
+                engine = self.engines.get(path, self.engine)
+                if path not in loaded:
+                    loaded[path] = self.scorer(path)
+                if self.engines.get(path, self.engine) != engine:  # fell back: the store follows the engine
+                    store = store_for(split, path)
+                needed = store.missing(pairs)
+                if needed:
+                    score_pairs(loaded[path], self.ctx.dataset, needed, store, self.ev.batch_size, config.progress)
+            return store
+
+        stores = {"test": into("test", model_path, {name: runs["test"] for name, runs in stages.items()})}
         if self.dev:
             scorers = self.dev_scorers(system, model_path)
             stores["dev"] = merged = ScoreStore(None)
             for number, held in enumerate(scorers, start=1):
-                store = store_for("dev" if len(scorers) == 1 else f"dev.fold{number}", held.model)
-                into(store, held.model, {name: {q: runs["dev"][q] for q in held.queries if q in runs["dev"]}
-                                         for name, runs in stages.items()})
+                store = into("dev" if len(scorers) == 1 else f"dev.fold{number}", held.model,
+                             {name: {q: runs["dev"][q] for q in held.queries if q in runs["dev"]}
+                              for name, runs in stages.items()})
                 merged.scores.update(store.scores)
         return stores
+
+    def scorer(self, path: str):
+        """The re-ranker at ``path`` as this evaluation scores with it. Under ``evaluate.engine: auto`` a model
+        OpenVINO cannot convert scores with torch instead (recorded in ``self.engines``, so its scores are stored
+        as torch's); an engine named outright fails instead."""
+        model = load_cross_encoder(path, self.config.train.max_length, seed=self.config.seed)
+        engine = self.engines.get(path, self.engine)
+        try:
+            return reranking_engine(model, engine)
+        except Exception as exc:
+            if self.ev.engine != "auto" or engine == "torch":
+                raise
+            logger.warning("%s: OpenVINO could not convert it (%s: %s); scoring it with torch", path,
+                           type(exc).__name__, exc)
+            self.engines[path] = "torch"
+            return model
 
     def rerank_rows(self, system: str, name: str, runs: dict[str, RunDict], scores: dict[str, dict],
                     systems: dict[str, RunDict]) -> list[Row]:
@@ -266,7 +298,7 @@ class Evaluation:
         first stage on test."""
         ev, config = self.ev, self.config
         # Cross-fitted dev queries are training queries, which the tuned first stages were tuned on.
-        candidates = [baseline] if self.cross_fit else [baseline, *self.tuned]
+        candidates = [baseline] if self.cross_fit else [baseline, *offered(self.tuned, set(self.refit))]
         if self.cross_fit and self.tuned:
             logger.warning("Cross-fitting: the tuned first stages %s were tuned on the training queries the system "
                            "is chosen on, so they are not candidates", sorted(self.tuned))
