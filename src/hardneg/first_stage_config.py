@@ -1,7 +1,8 @@
 """Settings for tuning the first stage itself: the ``embedder:`` section (bi-encoders fine-tuned on the mined
 negatives) and the ``fusion_weights:`` section (ensemble weights and fusion learned on the training queries).
 
-Both are off by default, and :class:`hardneg.config.RunConfig` leaves a section at its default out of its dump,
+The embedder is on where the dev split can weigh it (``enabled: auto``), fusion learning off;
+:class:`hardneg.config.RunConfig` leaves a section at its default out of its dump,
 so configs written before these sections existed keep their fingerprints (their finished stages are reused).
 """
 

@@ -59,7 +59,7 @@ def offered(tuned: dict[str, Ensemble], weighed: set[str]) -> list[str]:
     """The tuned first stages the system is chosen from (``weighed``: those whose weights are learned on the dev
     queries). A fine-tuned member alone is shown, not offered, when a weighed ensemble holds it: the weighing's
     grid has the member alone (the others at weight 0), so it adds no option, only a near-equal rival whose picks
-    scatter the gate's folds (docs/RESULTS.md, First-stage tuning)."""
+    scatter the gate's folds (docs/RESULTS.md, The embedder by default)."""
     covered = {m for name in weighed for m in tuned[name].member_names}
     return [name for name, ensemble in tuned.items()
             if name in weighed or len(ensemble.member_names) > 1 or not set(ensemble.member_names) <= covered]

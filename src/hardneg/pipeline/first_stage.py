@@ -71,9 +71,10 @@ def auto_fine_tuning(ctx: RunContext) -> FineTuning:
         return FineTuning(False, "auto: evaluate.cross_fit is always, so the system is chosen on the training "
                           "queries a fine-tuned member learned from, and it could not be handed over")
     if dev < SMALL_DEV:
-        return FineTuning(False, f"auto: {dev} dev queries, under {SMALL_DEV}: the system is chosen cross-fitted "
-                          "on the training queries, which a fine-tuned member learned from, so it could not be "
-                          "handed over (embedder.enabled: true trains it anyway)")
+        return FineTuning(False, f"auto: {dev} dev queries, under {SMALL_DEV}: too few to weigh a fine-tuned first "
+                          "stage and choose it by (the system is chosen cross-fitted on the training queries it "
+                          "would learn from, unless evaluate.cross_fit is never; embedder.enabled: true trains it "
+                          "anyway)")
     return FineTuning(True, f"auto: {dev} dev queries (at least {SMALL_DEV}) to weigh the fine-tuned first stage "
                       "on and choose it by")
 
