@@ -55,6 +55,12 @@ class CrossFit:
         return {"queries": len(self.queries), "folds": self.folds, "strategies": list(self.held_out)}
 
 
+def dev_split_queries(ctx: RunContext) -> list[str]:
+    """The dev split's queries the system is chosen on when the run does not cross-fit (at most
+    ``evaluate.max_dev_queries``, seeded)."""
+    return sample_queries(ctx.dev_ids, ctx.config.evaluate.max_dev_queries, ctx.config.seed)
+
+
 def cross_fit_queries(ctx: RunContext, tuned_first_stage: bool = False) -> list[str]:
     """The queries the system is chosen on when this run cross-fits (every training query that is not also a test
     query, at most ``evaluate.max_dev_queries``), or [] when it does not: ``evaluate.cross_fit`` "auto" cross-fits
@@ -64,7 +70,7 @@ def cross_fit_queries(ctx: RunContext, tuned_first_stage: bool = False) -> list[
     ev = config.evaluate
     if not config.strategies or ev.cross_fit == "never":
         return []
-    dev = sample_queries(ctx.dev_ids, ev.max_dev_queries, config.seed)
+    dev = dev_split_queries(ctx)
     # A run with a tuned first stage cross-fits only where the dev split cannot decide at all: cross-fitting shuts
     # the tuned first stage out of the choice (it trained on the queries the choice is made on).
     below = SMALL_DEV if tuned_first_stage else CROSS_FIT_BELOW

@@ -47,7 +47,7 @@ from ..lengths import LengthSplit, document_tokens, metrics_by_length, split_by_
 from ..retrieve import Ensemble
 from ..splits import sample_queries
 from .context import RunContext
-from .crossfit import SMALL_DEV, CrossFit, HeldOut
+from .crossfit import SMALL_DEV, CrossFit, HeldOut, dev_split_queries
 from .first_stage import Refit
 
 logger = logging.getLogger(__name__)
@@ -95,8 +95,7 @@ class Evaluation:
         documents = ctx.documents
         test_ids = sample_queries(sorted(documents.positives(ev.split)), ev.max_queries, ctx.config.seed)
         self.test_qrels: Qrels = {q: documents.qrels[ev.split][q] for q in test_ids}
-        self.dev_ids = (list(self.cross_fit.queries) if self.cross_fit
-                        else sample_queries(ctx.dev_ids, ev.max_dev_queries, ctx.config.seed))
+        self.dev_ids = list(self.cross_fit.queries) if self.cross_fit else dev_split_queries(ctx)
         self.dev_qrels: Qrels = {q: documents.qrels[ctx.config.train_split][q] for q in self.dev_ids}
         self.fixed_weight = ev.interpolate and ev.interpolation_weight is not None
         self.tune = ev.interpolate and not self.fixed_weight and bool(self.dev_ids)

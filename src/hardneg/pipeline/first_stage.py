@@ -19,7 +19,7 @@ from ..retrieve import Ensemble
 from ..rundir import slug
 from ..splits import sample_queries
 from .context import RunContext
-from .crossfit import SMALL_DEV
+from .crossfit import SMALL_DEV, dev_split_queries
 from .training import TrainedStrategy
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def fine_tuning(ctx: RunContext) -> FineTuning:
 
 def auto_fine_tuning(ctx: RunContext) -> FineTuning:
     config, ec = ctx.config, ctx.config.embedder
-    dev = len(sample_queries(ctx.dev_ids, config.evaluate.max_dev_queries, config.seed))
+    dev = len(dev_split_queries(ctx))
     if ec.strategy not in [s.name for s in config.strategies]:
         return FineTuning(False, f"auto: no strategy named {ec.strategy!r} (embedder.strategy) mines its negatives")
     if not (ec.members or dense_members(config.ensemble)):
@@ -93,10 +93,8 @@ def dense_members(names: list[str]) -> list[str]:
     return [n for n in names if n.lower() != "bm25" and isinstance(get_embedder(n), SentenceTransformerEmbedder)]
 
 
-def tune_first_stages(ctx: RunContext, trained: dict[str, TrainedStrategy],
-                      tuning: FineTuning | None = None) -> TunedFirstStages:
+def tune_first_stages(ctx: RunContext, trained: dict[str, TrainedStrategy], tuning: FineTuning) -> TunedFirstStages:
     config = ctx.config
-    tuning = tuning or fine_tuning(ctx)
     out = TunedFirstStages()
     if config.embedder.enabled == "auto":
         out.record["embedder"] = tuning.as_dict()
