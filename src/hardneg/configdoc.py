@@ -106,7 +106,8 @@ def default_text(field: FieldInfo, key: str) -> str:
 
 
 def _anchor(path: str) -> str:
-    return re.sub(r"[^a-z0-9-]", "", path.lower())
+    # GitHub keeps underscores and hyphens in heading anchors and drops other punctuation
+    return re.sub(r"[^a-z0-9_-]", "", path.lower())
 
 
 def _cell(text: str) -> str:
