@@ -11,11 +11,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+import hardneg.evaluate.choice as choice_module
 import hardneg.pipeline.evaluation as evaluation_stage
 from hardneg import load_config, run
 from hardneg.config import RunConfig
 from hardneg.cli import app
-from hardneg.evaluate import choose_system
+from hardneg.evaluate import choose_in_steps, choose_system
 from hardneg.system import System
 
 
@@ -170,14 +171,16 @@ def _config(tmp_path, beir_dir, tiny_bert):
 def test_the_choice_never_sees_test_queries_and_the_system_is_saved_whole(tmp_path, beir_dir, tiny_bert,
                                                                            monkeypatch):
     seen: list[set[str]] = []
-    real = evaluation_stage.choose_system
+    real = choice_module.choose_system
 
     def spy(baseline, dev_qrels, dev_runs, dev_scores, *args, **kwargs):
         seen.append(set(dev_qrels) | {q for run in dev_runs.values() for q in run}
                     | {q for by_model in dev_scores.values() for s in by_model.values() for q in s})
         return real(baseline, dev_qrels, dev_runs, dev_scores, *args, **kwargs)
 
+    # the pipeline's own name and the one choose_in_steps calls
     monkeypatch.setattr(evaluation_stage, "choose_system", spy)
+    monkeypatch.setattr(choice_module, "choose_system", spy)
     result = run(load_config(_config(tmp_path, beir_dir, tiny_bert)))
     test_queries = {"q6", "q7", "q8", "q9"}
     assert seen and seen[0] and not seen[0] & test_queries
@@ -232,6 +235,53 @@ def test_a_tuned_first_stage_alone_can_be_chosen_and_ties_keep_the_untrained_one
     assert choice.baseline == "ensemble" and choice.dev_gain > 0.3
     same = choose_system("ensemble", qrels, {"ensemble": first, "copy": dict(first)}, {}, depth=10)
     assert same.first_stage == "ensemble" and same.reranker is None
+
+
+def _better(qrels, first, share: float, seed: int = 3):
+    """``first`` with the positive moved to the top for about ``share`` of the queries (a tuned first stage)."""
+    rng = np.random.default_rng(seed)
+    lucky = {q for q in first if rng.random() < share}
+    return {q: {d: (20.0 if q in lucky and d in qrels[q] else s) for d, s in docs.items()} for q, docs in first.items()}
+
+
+def test_in_steps_the_first_stage_is_chosen_first_and_a_reranker_must_beat_it():
+    qrels, first = _dev(60)
+    tuned = _better(qrels, first, 0.6)
+    rng = np.random.default_rng(5)
+    # many re-rankers of pure noise over the tuned first stage: none helps it
+    noisy = {f"noise{i}": {q: {d: float(rng.normal()) for d in docs} for q, docs in tuned.items()} for i in range(4)}
+    runs = {"ensemble": first, "ensemble (fine-tuned)": tuned}
+    choice = choose_in_steps("ensemble", qrels, runs, {"ensemble": {}, "ensemble (fine-tuned)": noisy}, depth=10)
+    assert (choice.first_stage, choice.reranker, choice.mode) == ("ensemble (fine-tuned)", None, "first stage")
+    assert choice.baseline == "ensemble" and choice.reason.startswith("in two steps")
+    first_step, second_step = choice.steps
+    # the evidence is the first step's: the tuned first stage against the untrained one
+    assert first_step["first_stage"] == "ensemble (fine-tuned)" and first_step["reranker"] is None
+    assert choice.cv_gain == first_step["cv_gain"] > 0.1 and choice.cv_interval[0] > 0
+    assert second_step["baseline"] == "ensemble (fine-tuned)" and second_step["reranker"] is None
+    assert "over ensemble (fine-tuned) alone" in second_step["reason"]
+    assert json.loads(json.dumps(choice.as_dict()))["steps"][0]["cv_interval"] == list(choice.cv_interval)
+
+    # a re-ranker that clearly helps the kept first stage is added over it
+    oracle = {q: {d: (5.0 if d in qrels[q] else 0.0) for d in docs} for q, docs in tuned.items()}
+    both = choose_in_steps("ensemble", qrels, runs, {"ensemble (fine-tuned)": {**noisy, "good": oracle}}, depth=10)
+    assert (both.first_stage, both.reranker) == ("ensemble (fine-tuned)", "good")
+    assert both.steps[1]["reranker"] == "good" and both.cv_gain == both.steps[0]["cv_gain"]
+
+
+def test_in_steps_an_unclear_tuned_first_stage_leaves_the_rerankers_over_the_untrained_one():
+    qrels, first = _dev(60)
+    copy = dict(first)  # a tuned first stage no better than the untrained
+    oracle = {q: {d: (5.0 if d in qrels[q] else 0.0) for d in docs} for q, docs in first.items()}
+    runs = {"ensemble": first, "ensemble (fine-tuned)": copy}
+    choice = choose_in_steps("ensemble", qrels, runs, {"ensemble": {"good": oracle}, "ensemble (fine-tuned)":
+                                                        {"good": oracle}}, depth=10)
+    assert (choice.first_stage, choice.reranker) == ("ensemble", "good")
+    assert choice.steps[0]["first_stage"] == "ensemble" and choice.cv_gain == choice.steps[1]["cv_gain"] > 0.3
+    # without a tuned first stage it is the one-step choice
+    alone = choose_in_steps("ensemble", qrels, {"ensemble": first}, {"ensemble": {"good": oracle}}, depth=10)
+    assert alone == choose_system("ensemble", qrels, {"ensemble": first}, {"ensemble": {"good": oracle}}, depth=10)
+    assert alone.steps is None
 
 
 def test_a_broken_system_file_names_itself(tmp_path):

@@ -45,6 +45,12 @@ class EvalConfig(AddedKeysOmitted):
         "or one_se (the simplest candidate within one paired standard error of the best: a first stage alone before "
         "any re-ranker, a lower re-ranker weight before a higher: steadier folds, no better systems on test, so far: "
         "docs/RESULTS.md, First-stage tuning)")
+    choose_in_steps: bool = Field(
+        True, description="with tuned first stages (a fine-tuned member, weights learned on dev): choose the first "
+        "stage first (each tuned one alone against the untrained), then a re-ranker over the one kept, each step "
+        "with its own cross-validated gate; false: every first stage and re-ranker combination competes at once, "
+        "whose scattered fold picks can hide a clearly better first stage (docs/RESULTS.md, The embedder by "
+        "default)")
     gate_depths: list[int] = Field(
         default_factory=lambda: [10, 20, 50, 100], description="re-rank depths the gate may hand a re-ranker over "
         "at (its top k re-ordered, the rest in first-stage order), chosen on dev queries with its weight: those "

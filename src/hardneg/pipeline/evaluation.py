@@ -32,6 +32,7 @@ from ..evaluate import (
     SystemChoice,
     analyse,
     candidate_run,
+    choose_in_steps,
     choose_system,
     evaluate_run,
     first_stage_run,
@@ -310,10 +311,11 @@ class Evaluation:
         # only what the results table shows: the re-ranker alone and the interpolation the run evaluates
         weights = ((1.0,) if not ev.interpolate else (ev.interpolation_weight, 1.0) if self.fixed_weight
                    else ALPHAS[1:])
-        self.choice = choose_system(baseline, self.dev_qrels, {fs: stages[fs]["dev"] for fs in candidates},
-                                    dev_scores, ev.rerank_depth, seed=config.seed, resamples=ev.bootstrap,
-                                    weights=weights, cross_fitted=self.cross_fit is not None,
-                                    selection=ev.selection, depths=(*ev.gate_depths, ev.rerank_depth))
+        choose = choose_in_steps if ev.choose_in_steps else choose_system
+        self.choice = choose(baseline, self.dev_qrels, {fs: stages[fs]["dev"] for fs in candidates}, dev_scores,
+                             ev.rerank_depth, seed=config.seed, resamples=ev.bootstrap, weights=weights,
+                             cross_fitted=self.cross_fit is not None, selection=ev.selection,
+                             depths=(*ev.gate_depths, ev.rerank_depth))
         if self.nested:
             self.choice = replace(self.choice, reason=(
                 f"{self.choice.reason}; the dev runs of {', '.join(sorted(self.nested))} are nested: each fold ranked "
