@@ -61,7 +61,7 @@ class EvalConfig(AddedKeysOmitted):
 
     _added_keys: ClassVar[tuple[str, ...]] = ("max_dev_queries", "cross_fit", "cross_fit_folds",
                                               "cross_fit_strategies", "engine",
-                                              "selection")
+                                              "selection", "choose_in_steps")
     metrics: list[str] = Field(default_factory=lambda: ["mrr@3", "mrr@10", "ndcg@10", "precision@1", "precision@5",
                                                         "recall@10", "recall@100", "map"],
                                description="ranx metric names")

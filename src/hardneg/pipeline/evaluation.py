@@ -311,7 +311,7 @@ class Evaluation:
         # only what the results table shows: the re-ranker alone and the interpolation the run evaluates
         weights = ((1.0,) if not ev.interpolate else (ev.interpolation_weight, 1.0) if self.fixed_weight
                    else ALPHAS[1:])
-        choose = choose_in_steps if ev.choose_in_steps else choose_system
+        choose = choose_in_steps if ev.choose_in_steps and len(candidates) > 1 else choose_system
         self.choice = choose(baseline, self.dev_qrels, {fs: stages[fs]["dev"] for fs in candidates}, dev_scores,
                              ev.rerank_depth, seed=config.seed, resamples=ev.bootstrap, weights=weights,
                              cross_fitted=self.cross_fit is not None, selection=ev.selection,
