@@ -20,6 +20,9 @@ paired standard error of the best (the one-standard-error rule of Breiman et al.
 any re-ranker, a lower re-ranker weight before a higher, a shallower depth before a deeper. Near-equal candidates
 then trade places less from fold to fold. It handed over no better systems on test than "best", the default
 (docs/RESULTS.md, First-stage tuning).
+
+Where a run tunes its first stage, :func:`choose_in_steps` makes the choice in two such steps: the first stage, then
+a re-ranker over it, which must beat that first stage alone.
 """
 
 from __future__ import annotations
@@ -77,16 +80,12 @@ class SystemChoice:
     selection: str = "best"            # how candidates were picked: "best" mean or "one_se"
     depth: int | None = None           # the re-ranker's re-rank depth (None without a re-ranker)
     fold_picks: list[dict] | None = None  # each fold's pick, made on the other folds' queries
-    steps: list[dict] | None = None       # a choice in two steps (choose_in_steps): each step's own choice
+    steps: list[dict] | None = None       # a choice in two steps (choose_in_steps): each step's as_dict()
 
     def as_dict(self) -> dict:
         out = asdict(self)
         for key in ("dev_interval", "cv_interval"):
             out[key] = list(out[key]) if out[key] else None
-        if out["steps"]:
-            for step in out["steps"]:
-                for key in ("dev_interval", "cv_interval"):
-                    step[key] = list(step[key]) if step[key] else None
         return out
 
 
@@ -264,9 +263,8 @@ def choose_in_steps(baseline: str, dev_qrels: Qrels, dev_runs: dict[str, RunDict
     second = choose_system(kept, dev_qrels, {kept: dev_runs[kept]}, {kept: dev_scores.get(kept, {})}, depth,
                            against=against, **gate)
     evidence = first if kept != baseline else second
-    reason = (f"in two steps. The first stage: {first.reason}. A re-ranker over {kept}: {second.reason}"
-              if kept != baseline else f"in two steps. The first stage: {first.reason}. A re-ranker over the "
-              f"untrained {baseline}: {second.reason}")
+    over = kept if kept != baseline else f"the untrained {baseline}"
+    reason = f"in two steps. The first stage: {first.reason}. A re-ranker over {over}: {second.reason}"
     return replace(evidence, first_stage=kept, reranker=second.reranker, mode=second.mode, weight=second.weight,
                    depth=second.depth, baseline=baseline, reason=reason, steps=[first.as_dict(), second.as_dict()])
 
