@@ -198,11 +198,11 @@ class Evaluation:
             store = store_for(split, path)
             pairs = self.pairs_to_score(runs)
             if store.missing(pairs):
-                engine = self.engines.get(path, self.engine)
                 if path not in loaded:
+                    engine = self.engines.get(path, self.engine)
                     loaded[path] = self.scorer(path)
-                if self.engines.get(path, self.engine) != engine:  # fell back: the store follows the engine
-                    store = store_for(split, path)
+                    if self.engines.get(path, self.engine) != engine:  # fell back: the store follows the engine
+                        store = store_for(split, path)
                 needed = store.missing(pairs)
                 if needed:
                     score_pairs(loaded[path], self.ctx.dataset, needed, store, self.ev.batch_size, config.progress)
