@@ -56,15 +56,21 @@ def test_the_config_section_validates_the_device_and_stays_out_of_old_dumps():
     assert ray.model_dump()["compute"]["engine"] == "ray" and ray.compute.address == "auto"
 
 
-def test_inference_precision_is_float32_on_the_cpu_and_half_on_cuda():
+def test_inference_precision_is_bf16_on_a_bf16_cpu_float32_on_others_and_half_on_cuda(monkeypatch):
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
     assert device.inference_dtype("cpu") is None and device.inference_dtype("mps") is None
+    assert isinstance(device.autocast("cpu"), contextlib.nullcontext)
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    assert device.inference_dtype("cpu") is torch.bfloat16 and device.inference_dtype("cpu", "fp32") is None
+    assert device.inference_dtype("cpu", scoring=True) is None  # a bf16 logit would tie candidates
+    assert device.inference_dtype("mps") is None
     assert device.inference_dtype("cuda") is torch.float16 and device.inference_dtype("cuda:1") is torch.float16
     assert device.inference_dtype("cuda", "fp32") is None
     assert device.inference_dtype("cuda", "bf16") is torch.bfloat16
     assert device.inference_dtype("cpu", "bf16") is torch.bfloat16
     with pytest.raises(ValueError, match="fp16 needs a GPU"):
         device.inference_dtype("cpu", "fp16")
-    assert isinstance(device.autocast("cpu"), contextlib.nullcontext)
+    assert isinstance(device.autocast("cpu", "fp32"), contextlib.nullcontext)
     with device.autocast("cpu", "bf16"):
         assert torch.is_autocast_enabled("cpu")
 

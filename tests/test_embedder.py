@@ -120,8 +120,63 @@ def test_the_cache_keeps_base_and_fine_tuned_vectors_apart(pairs, tiny_st, tmp_p
     assert get_embedder(str(tuned)).cache_key != before
 
 
-def test_bundled_model_cache_key_is_unchanged():
-    assert get_embedder("minilm").cache_key == "st:all-MiniLM-L6-v2:None:|"
+def test_bundled_model_cache_key_is_unchanged_in_float32_and_marks_bf16(monkeypatch):
+    from hardneg import device
+    from hardneg.compute_config import ComputeConfig
+
+    with device.use_compute(ComputeConfig(device="cpu", precision="fp32")):
+        assert get_embedder("minilm").cache_key == "st:all-MiniLM-L6-v2:None:|"
+    with device.use_compute(ComputeConfig(device="cpu", precision="bf16")):
+        assert get_embedder("minilm").cache_key == "st:all-MiniLM-L6-v2:None:|:bf16"
+    for native, key in ((False, "st:all-MiniLM-L6-v2:None:|"), (True, "st:all-MiniLM-L6-v2:None:|:bf16")):
+        monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native)
+        with device.use_compute(ComputeConfig(device="cpu")):  # auto: bf16 where the CPU has it
+            assert get_embedder("minilm").cache_key == key
+
+
+def test_auto_loss_is_plain_mnrl_where_a_step_fits_in_memory_else_cached(tiny_st, monkeypatch):
+    from sentence_transformers import SentenceTransformer
+
+    from hardneg import embedder
+
+    model = SentenceTransformer(tiny_st, device="cpu")
+    needed = embedder.step_memory_estimate(model, 32, 3)
+    assert needed > 0 and embedder.step_memory_estimate(model, 64, 3) == 2 * needed
+    auto = EmbedderConfig()
+    assert auto.loss == "auto"
+    monkeypatch.setattr(embedder, "available_memory", lambda device: 3 * needed)
+    assert embedder.choose_loss(auto, model, 32, 3)[0] == "mnrl"
+    monkeypatch.setattr(embedder, "available_memory", lambda device: 3 * needed - 1)
+    loss, reason = embedder.choose_loss(auto, model, 32, 3)
+    assert loss == "cached_mnrl" and "exceed" in reason
+    monkeypatch.setattr(embedder, "available_memory", lambda device: None)
+    assert embedder.choose_loss(auto, model, 32, 3)[0] == "cached_mnrl"
+    assert embedder.choose_loss(EmbedderConfig(loss="mnrl"), model, 32, 3) == ("mnrl", "as configured")
+
+
+def test_cached_mnrl_has_plain_mnrl_s_loss_and_gradient(tiny_st):
+    # why auto may pick either: the cached loss only changes how much memory the same computation holds
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from hardneg.embedder import build_loss
+
+    model = SentenceTransformer(tiny_st, device="cpu")
+    model.eval()  # no dropout, so both passes see the same network
+    columns = [["solar panels", "wind power", "tidal energy", "heat pumps"],
+               ["panels turn light into current", "turbines turn in wind", "the sea rises", "pumps move heat"],
+               ["coal burns", "rivers flow", "ice melts in spring", "trains run on rails"]]
+    results = []
+    for name in ("mnrl", "cached_mnrl"):
+        model.zero_grad()
+        loss = build_loss(model, EmbedderConfig(mini_batch_size=2), "tiny", name)
+        value = loss([model.tokenize(texts) for texts in columns], torch.zeros(4))
+        value.backward()
+        results.append((value.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (plain, plain_grads), (cached, cached_grads) = results
+    assert plain == pytest.approx(cached, rel=1e-5) and len(plain_grads) == len(cached_grads) > 0
+    for a, b in zip(plain_grads, cached_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_folder_fingerprint_ignores_card_and_training_leftovers(tmp_path):

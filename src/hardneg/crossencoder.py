@@ -202,7 +202,8 @@ def score_pairs(model, dataset: Dataset, pairs: list[tuple[str, str]], store: Sc
     with tqdm(total=len(todo), desc="re-rank", disable=not progress, unit="pair") as bar:
         for start in range(0, len(order), save_every):
             chunk = order[start:start + save_every]
-            with autocast(str(getattr(model, "device", "cpu")), current().precision):  # a stand-in has none
+            device = str(getattr(model, "device", "cpu"))  # a stand-in has none
+            with autocast(device, current().precision, scoring=True):
                 values = model.predict([texts[i] for i in chunk], batch_size=batch_size, show_progress_bar=False,
                                        convert_to_numpy=True)
             store.add([todo[i] for i in chunk], np.asarray(values, dtype=np.float64).reshape(-1))

@@ -25,7 +25,7 @@ import numpy as np
 from . import lock
 from .crossencoder import DONE_MARKER, finished_model, training_info
 from .data import Dataset
-from .device import current_device
+from .device import autocast, current, current_device
 from .embed import resolve_st_model
 from .first_stage_config import EmbedderConfig
 from .io import temp_dir, write_json
@@ -130,11 +130,61 @@ LOSSES: Mapping[str, EmbedderLossSpec] = MappingProxyType({
 })
 
 
-def build_loss(model, config: EmbedderConfig, base_model: str):
-    """The configured loss, in MatryoshkaLoss when ``matryoshka_dims`` are set."""
+def step_memory_estimate(model, rows: int, texts_per_row: int) -> int | None:
+    """Bytes of activations one step of plain MNRL holds for backpropagation: every layer's, for every text of the
+    batch at the training length (None for a model that is not a transformer encoder). Per text and layer, 64 bytes
+    per token and hidden unit and 12 per attention weight: all-MiniLM-L6-v2 at 32 rows of 3 texts of 128 tokens
+    comes to 3.2 GB, against 2.3 GB measured above cached MNRL's peak (docs/EVIDENCE.md, First-stage tuning)."""
+    config = getattr(getattr(model[0], "auto_model", None), "config", None)
+    try:
+        hidden, layers, heads = config.hidden_size, config.num_hidden_layers, config.num_attention_heads
+    except AttributeError:
+        return None
+    tokens = model.max_seq_length
+    return rows * texts_per_row * layers * tokens * (hidden * 64 + heads * tokens * 12)
+
+
+def available_memory(device: str) -> int | None:
+    """Bytes free for training on ``device``: the GPU's free memory on CUDA, the system's available memory on the
+    CPU; None where it is not known (MPS, or no psutil)."""
+    kind = device.split(":")[0]
+    if kind == "cuda":
+        import torch
+
+        return torch.cuda.mem_get_info(torch.device(device))[0]
+    if kind != "cpu":
+        return None
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return psutil.virtual_memory().available
+
+
+def choose_loss(config: EmbedderConfig, model, rows: int, texts_per_row: int) -> tuple[str, str]:
+    """The loss to train with and why. ``auto``: plain MNRL where a step's activations fit in a third of the memory
+    free on the model's device, else cached MNRL, the same loss and gradient computed in mini-batches, in bounded
+    memory but with a second forward pass (about 1.4x the time)."""
+    if config.loss != "auto":
+        return config.loss, "as configured"
+    needed = step_memory_estimate(model, rows, texts_per_row)
+    free = available_memory(str(model.device))
+    if needed is None or free is None:
+        return "cached_mnrl", "auto: the memory a step needs is not known here"
+    gib = 1024 ** 3
+    if needed * 3 <= free:
+        return "mnrl", f"auto: a step's activations (about {needed / gib:.1f} GiB) fit in a third of the " \
+                       f"{free / gib:.1f} GiB free"
+    return "cached_mnrl", f"auto: a step's activations (about {needed / gib:.1f} GiB) exceed a third of the " \
+                          f"{free / gib:.1f} GiB free"
+
+
+def build_loss(model, config: EmbedderConfig, base_model: str, loss_name: str | None = None):
+    """The configured loss (or ``loss_name``, the one :func:`choose_loss` resolved), in MatryoshkaLoss when
+    ``matryoshka_dims`` are set."""
     from sentence_transformers import SentenceTransformer
 
-    spec = LOSSES[config.loss]
+    spec = LOSSES[loss_name or config.loss]
     guide = None
     if spec.needs_guide:
         guide = SentenceTransformer(resolve_st_model(config.guide_model or base_model), device=model.device)
@@ -165,7 +215,16 @@ def dev_evaluator(dev: DevRetrieval, prompts: dict[str, str], batch_size: int = 
         from sentence_transformers.evaluation import InformationRetrievalEvaluator
     from sentence_transformers.util import cos_sim
 
-    return InformationRetrievalEvaluator(
+    class Evaluator(InformationRetrievalEvaluator):
+        """Embeds in the run's inference precision, as the corpus is embedded after training (bf16 on a CPU with
+        bf16 instructions); the similarities are computed in float32."""
+
+        def embed_inputs(self, model, sentences, *args, **kwargs):
+            with autocast(str(model.device), current().precision):
+                vectors = super().embed_inputs(model, sentences, *args, **kwargs)
+            return vectors.float() if hasattr(vectors, "float") else vectors
+
+    return Evaluator(
         dev.queries, dev.corpus, dev.relevant, name=DEV_NAME, ndcg_at_k=[10], mrr_at_k=[10], accuracy_at_k=[1],
         precision_recall_at_k=[10], map_at_k=[100], batch_size=batch_size, show_progress_bar=progress,
         write_csv=False, score_functions={"cosine": cos_sim}, main_score_function="cosine",
@@ -213,7 +272,9 @@ def _train(pairs: list[MinedPair], base_model: str, output_dir: Path, config: Em
     counts = Counter(len(p.negatives) for p in pairs)
     num_negatives = (config.num_negatives if config.num_negatives is not None
                      else max(counts, key=lambda n: (counts[n], n)) if counts else 0)
-    columns, dropped = training_rows(pairs, num_negatives, LOSSES[config.loss].negatives_per_row)
+    # auto is mnrl or cached_mnrl, which take rows of any width
+    per_row = None if config.loss == "auto" else LOSSES[config.loss].negatives_per_row
+    columns, dropped = training_rows(pairs, num_negatives, per_row)
     if not columns["anchor"]:
         raise ValueError(f"No training rows: every one of {len(pairs)} pairs has fewer than {num_negatives} "
                          "negatives (set embedder.num_negatives lower).")
@@ -232,7 +293,9 @@ def _train(pairs: list[MinedPair], base_model: str, output_dir: Path, config: Em
     column_prompts = {c: prompts["document"] for c in document_columns if prompts["document"]}
     if prompts["query"]:
         column_prompts["anchor"] = prompts["query"]
-    loss = build_loss(model, config, base_model)
+    loss_name, loss_reason = choose_loss(config, model, config.batch_size, len(columns))
+    logger.info("Embedder loss: %s (%s)", loss_name, loss_reason)
+    loss = build_loss(model, config, base_model, loss_name)
 
     use_dev = config.dev_eval and dev is not None and bool(dev.queries)
     evaluator = dev_evaluator(dev, prompts, progress=progress) if use_dev else None
@@ -258,7 +321,8 @@ def _train(pairs: list[MinedPair], base_model: str, output_dir: Path, config: Em
         curve = [(e["step"], e[DEV_METRIC]) for e in history if DEV_METRIC in e]
         info = {
             "fingerprint": fingerprint, "kind": "embedder", "base_model": base_model,
-            "settings": config.model_dump(), "loss": config.loss, "num_negatives": num_negatives,
+            "settings": config.model_dump(), "loss": loss_name, "loss_reason": loss_reason,
+            "num_negatives": num_negatives,
             "rows": len(dataset), "rows_dropped": dropped,
             "labelled_pairs": sum(p.positive_source != "likely" for p in pairs),
             "likely_positive_pairs": sum(p.positive_source == "likely" for p in pairs), "prompts": prompts,

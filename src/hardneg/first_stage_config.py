@@ -17,7 +17,7 @@ from .train_config import AddedKeysOmitted
 # The fusions a weight grid can be learned for: those that fuse the members' own scores in fused order
 # (concat-pca and union change the representation or the picking, not just the weights).
 LearnableFusion = Literal["zscore", "minmax", "rrf", "mean"]
-EmbedderLoss = Literal["mnrl", "cached_mnrl", "gist", "cached_gist"]
+EmbedderLoss = Literal["auto", "mnrl", "cached_mnrl", "gist", "cached_gist"]
 
 
 class EmbedderConfig(AddedKeysOmitted):
@@ -38,11 +38,12 @@ class EmbedderConfig(AddedKeysOmitted):
         "ensemble (not bm25, wordllama, hash or e5-small)")
     strategy: str = Field("ensemble", description="the strategy whose mined negatives train the embedders")
     loss: EmbedderLoss = Field(
-        "cached_mnrl", description="cached_mnrl (the default: MultipleNegativesRankingLoss computed in mini-batches, "
-        "the same loss in bounded memory; plain mnrl holds every layer's activations for the whole batch: "
-        "docs/RESULTS.md, First-stage tuning), mnrl (softmax over the positive, the hard negatives and the "
-        "batch's other documents), gist (GISTEmbedLoss: a guide model drops in-batch negatives it scores above the "
-        "positive) or cached_gist")
+        "auto", description="auto (the default: mnrl where a step's activations fit in a third of the memory free, "
+        "else cached_mnrl; the run logs and the model card records which), mnrl (softmax over the positive, the "
+        "hard negatives and the batch's other documents; holds every layer's activations for the whole batch), "
+        "cached_mnrl (the same loss and gradient computed in mini-batches: bounded memory, a second forward "
+        "pass, about 1.4x the time; docs/RESULTS.md, First-stage tuning), gist (GISTEmbedLoss: a guide model "
+        "drops in-batch negatives it scores above the positive) or cached_gist")
     scale: float = Field(20.0, gt=0, description="mnrl, cached_mnrl: similarity scale (inverse temperature)")
     mini_batch_size: int = Field(16, ge=1, description="cached_mnrl, cached_gist: rows embedded at a time (memory "
                                  "grows with it, the loss does not change)")

@@ -184,9 +184,9 @@ class System:
 
     def _ce_scores(self, query: str, texts: list[str]) -> np.ndarray:
         model = self.model
-        # the precision evaluation scored in (autocast on a GPU, nothing on the CPU); one caller at a time: a
+        # the precision evaluation scored in (autocast on a GPU, float32 on the CPU); one caller at a time: a
         # tokenizer is not thread-safe (the server replaces this lock with its batcher)
-        with self.scoring_lock, autocast(str(model.device), current().precision):
+        with self.scoring_lock, autocast(str(model.device), current().precision, scoring=True):
             scores = model.predict([(query, t) for t in texts], show_progress_bar=False, convert_to_numpy=True)
         return np.asarray(scores, dtype=np.float64).reshape(-1)
 

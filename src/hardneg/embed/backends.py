@@ -35,7 +35,7 @@ class SentenceTransformerEmbedder(Embedder):
         self.max_seq_length = max_seq_length
         self.prefixes = {"query": query_prefix, "document": document_prefix}
         # None: this process's compute settings when the model loads (hardneg.device); a worker is given both.
-        # Neither is in the cache key: fp16 moves a vector by about the float16 cache's own rounding.
+        # Only bf16 is in the cache key: fp16 moves a vector by about the float16 cache's own rounding, bf16 by more.
         self.device, self.precision = device, precision
         # A local folder's cache key carries a fingerprint of its files: a fine-tuned or retrained model at the
         # same path (or a copy of a base model) never reads another model's vectors.
@@ -54,7 +54,17 @@ class SentenceTransformerEmbedder(Embedder):
     @property
     def cache_key(self) -> str:
         key = f"st:{self.name}:{self.max_seq_length}:{self.prefixes['query']}|{self.prefixes['document']}"
+        if self._embeds_in_bf16():
+            key += ":bf16"
         return f"{key}:{folder_fingerprint(self.model_name_or_path)}" if self.keyed_by_content else key
+
+    def _embeds_in_bf16(self) -> bool:
+        import torch
+
+        from ..device import current, inference_dtype, resolve_device
+
+        device = resolve_device(self.device or current().device)
+        return inference_dtype(device, self.precision or current().precision) == torch.bfloat16
 
     @property
     def model(self):
