@@ -3,7 +3,7 @@
 At its defaults (device and precision ``auto``, the local engine) :class:`hardneg.config.RunConfig` leaves the
 section out of its dump, so configs written before it existed keep their fingerprints. None of these settings
 enters a stage's fingerprint: they change how fast a result comes, not what it is (fp16 on a GPU moves vectors
-by about the float16 cache's own rounding; docs/SCALE.md).
+by about the float16 cache's own rounding; bf16 more, so its vectors are cached apart; docs/SCALE.md).
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ class ComputeConfig(BaseModel):
                         "cuda, cuda:N or mps")
     precision: Precision = Field(
         "auto", description="auto: fp16 inference and bf16 training (fp16 where bf16 is unsupported) on CUDA, "
-        "fp32 elsewhere; fp32, fp16 or bf16 force one (autocast; fp16 needs a GPU)")
+        "fp32 elsewhere; fp32, fp16 or bf16 force one (autocast; fp16 needs a GPU). On a CPU with bf16 "
+        "instructions (AMX, AVX-512 BF16) bf16 embeds about 2.6x faster at the same first-stage quality, but "
+        "re-rankers trained on negatives it mined scored lower (docs/RESULTS.md, Speed and memory); on the CPU "
+        "scores and training stay fp32")
     engine: Literal["local", "ray"] = Field(
         "local", description="local: this process; ray: embed the corpus with Ray Data actor pools and mine query "
         "shards as Ray tasks (pip install 'hardneg[ray]'); the negatives are the same")

@@ -1,10 +1,11 @@
 """The device and precision every stage runs on: resolved once from ``compute.device`` / ``compute.precision``.
 
-``auto`` is CUDA when torch sees a GPU, else Apple MPS, else the CPU. The precision ``auto`` embeds and scores in
-fp16 on CUDA and in bf16 on a CPU with bf16 instructions (AMX or AVX-512 BF16, where bf16 is native and about 2.5x
-fp32's speed); it trains in float32 on the CPU, as before these settings existed. The settings of a run are this process's defaults while it runs
-(:func:`use_compute`); models and trainers read them when they are built (:func:`current`), so the stages need no
-extra arguments. Worker processes and Ray actors get their device pinned on the object they receive instead.
+``auto`` is CUDA when torch sees a GPU, else Apple MPS, else the CPU; on the CPU everything stays float32, exactly
+as before these settings existed. ``bf16`` on a CPU with bf16 instructions (AMX or AVX-512 BF16) embeds about 2.6x
+faster; a cross-encoder's scores stay float32 on the CPU whatever the precision.
+The settings of a run are this process's defaults while it runs (:func:`use_compute`); models and trainers read
+them when they are built (:func:`current`), so the stages need no extra arguments. Worker processes and Ray
+actors get their device pinned on the object they receive instead.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ def resolve_device(setting: str | None = "auto") -> str:
 
 @functools.cache
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (AMX or AVX-512 BF16). Elsewhere bf16 is emulated and slower
-    than float32, so ``auto`` stays float32 there. Read from /proc/cpuinfo: False where there is none."""
+    """Whether this CPU computes bf16 in hardware (AMX or AVX-512 BF16); elsewhere bf16 is emulated and slower than
+    float32. Read from /proc/cpuinfo: False where there is none."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
@@ -74,14 +75,14 @@ def cpu_has_native_bf16() -> bool:
 
 def inference_dtype(device: str, precision: str = "auto", scoring: bool = False):
     """The autocast dtype for forward passes on ``device`` (a resolved device), or None for plain float32.
-    ``scoring``: the forward pass gives a cross-encoder's scores, which ``auto`` keeps in float32 on the CPU."""
+    ``scoring``: the forward pass gives a cross-encoder's scores, kept in float32 on the CPU."""
     import torch
 
     kind = device.split(":")[0]
-    if precision == "auto" and kind == "cpu":
-        # Embeddings: bf16 vectors are within cosine 1e-4 of float32's (docs/RESULTS.md, "Speed and memory"). A
-        # score is not: a bf16 logit keeps 8 bits, and candidates would tie (OpenVINO scores in bf16 with f32 outputs).
-        return torch.bfloat16 if cpu_has_native_bf16() and not scoring else None
+    if scoring and kind == "cpu":
+        # bf16 vectors are within cosine 1e-4 of float32's (docs/RESULTS.md, "Speed and memory"); a bf16 logit
+        # keeps 8 bits, and close candidates would tie
+        return None
     if precision == "fp32" or (precision == "auto" and kind != "cuda"):
         return None
     if precision == "fp16" and kind == "cpu":
@@ -137,6 +138,9 @@ def use_compute(compute) -> Iterator[ComputeSettings]:
     device = resolve_device(settings.device)
     if device != "cpu":
         logger.info("Computing on %s (precision %s)", device, settings.precision)
+    elif settings.precision == "bf16" and not cpu_has_native_bf16():
+        logger.warning("compute.precision bf16: this CPU has no bf16 instructions (AMX, AVX-512 BF16), so bf16 is "
+                       "emulated and slower than float32; precision auto (float32) is faster here")
     _CURRENT.append(settings)
     # The Trainer trains on the current CUDA device: make it the one asked for (cuda:N), and put it back after.
     previous = _set_cuda_device(device)
