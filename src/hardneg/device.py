@@ -1,11 +1,11 @@
 """The device and precision every stage runs on: resolved once from ``compute.device`` / ``compute.precision``.
 
 ``auto`` is CUDA when torch sees a GPU, else Apple MPS, else the CPU; on the CPU everything stays float32, exactly
-as before these settings existed. ``bf16`` on a CPU with bf16 instructions (AMX or AVX-512 BF16) embeds about 2.6x
-faster; a cross-encoder's scores stay float32 on the CPU whatever the precision.
-The settings of a run are this process's defaults while it runs (:func:`use_compute`); models and trainers read
-them when they are built (:func:`current`), so the stages need no extra arguments. Worker processes and Ray
-actors get their device pinned on the object they receive instead.
+as before these settings existed (``bf16`` there embeds about 2.6x faster on a CPU with bf16 instructions, AMX or
+AVX-512 BF16; a cross-encoder's scores stay float32 on the CPU at any precision). The settings of a run are this
+process's defaults while it runs (:func:`use_compute`); models and trainers read them when they are built
+(:func:`current`), so the stages need no extra arguments. Worker processes and Ray actors get their device pinned on
+the object they receive instead.
 """
 
 from __future__ import annotations

@@ -216,8 +216,8 @@ def dev_evaluator(dev: DevRetrieval, prompts: dict[str, str], batch_size: int = 
     from sentence_transformers.util import cos_sim
 
     class Evaluator(InformationRetrievalEvaluator):
-        """Embeds in the run's inference precision, as the corpus is embedded after training (bf16 on a CPU with
-        bf16 instructions); the similarities are computed in float32."""
+        """Embeds in the run's inference precision (``compute.precision``), as the corpus is embedded after
+        training; the similarities are computed in float32."""
 
         def embed_inputs(self, model, sentences, *args, **kwargs):
             with autocast(str(model.device), current().precision):
