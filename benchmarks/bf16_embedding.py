@@ -35,13 +35,13 @@ def embed(texts: list[str], kind: str, precision: str) -> tuple[np.ndarray, floa
 
 
 def top(queries: np.ndarray, docs: np.ndarray, query_ids: list[str], doc_ids: list[str]) -> dict:
-    scores = queries @ docs.T
-    ids = np.asarray(doc_ids)
-    run = {}
-    for row, qid in enumerate(query_ids):
-        order = np.lexsort((ids, -scores[row]))[:DEPTH]  # ties broken by document id, as everywhere in hardneg
-        run[qid] = {doc_ids[j]: float(scores[row, j]) for j in order}
-    return run
+    """Each query's exact top 100 by hardneg's own search, ties broken by document id."""
+    from hardneg.knn import build_index, search
+    from hardneg.retrieve.base import id_rank
+
+    positions, scores = search(build_index(docs), docs, queries, DEPTH, id_rank(doc_ids))
+    return {qid: {doc_ids[j]: float(v) for j, v in zip(row, values)}
+            for qid, row, values in zip(query_ids, positions, scores)}
 
 
 def collection(name: str) -> dict:

@@ -58,23 +58,25 @@ class SentenceTransformerEmbedder(Embedder):
             key += ":bf16"
         return f"{key}:{folder_fingerprint(self.model_name_or_path)}" if self.keyed_by_content else key
 
+    def _compute(self) -> tuple[str, str]:
+        """The resolved device and the precision: this embedder's own, else the process's (hardneg.device)."""
+        from ..device import current, resolve_device
+
+        return resolve_device(self.device or current().device), self.precision or current().precision
+
     def _embeds_in_bf16(self) -> bool:
         import torch
 
-        from ..device import current, inference_dtype, resolve_device
+        from ..device import inference_dtype
 
-        device = resolve_device(self.device or current().device)
-        return inference_dtype(device, self.precision or current().precision) == torch.bfloat16
+        return inference_dtype(*self._compute()) == torch.bfloat16
 
     @property
     def model(self):
         if self._model is None:
             from sentence_transformers import SentenceTransformer
 
-            from ..device import current, resolve_device
-
-            self.device = resolve_device(self.device or current().device)
-            self.precision = self.precision or current().precision
+            self.device, self.precision = self._compute()
             self._model = SentenceTransformer(self.model_name_or_path, device=self.device,
                                               local_files_only=self.local_files_only)
             if self.max_seq_length:
