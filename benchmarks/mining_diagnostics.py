@@ -24,8 +24,9 @@ from hardneg.data import load_beir, resolve_dataset
 from hardneg.diagnostics import mining_diagnostics, plot_distributions
 from hardneg.io import write_json
 from hardneg.mine import mine, training_pairs
+from hardneg.pipeline.dev_split import split_for_run
 from hardneg.retrieve import Retrievers
-from hardneg.splits import sample_queries, split_queries
+from hardneg.splits import sample_queries
 
 
 def main() -> None:
@@ -44,7 +45,7 @@ def main() -> None:
     cfg = load_config(args.config, {"dataset": args.dataset, "progress": False})
     dataset = load_beir(resolve_dataset(cfg.dataset, cfg.data_dir))
     train_ids = sample_queries(sorted(dataset.positives(cfg.train_split)), cfg.max_train_queries, cfg.seed)
-    train_ids, _ = split_queries(train_ids, cfg.dev_fraction, cfg.seed)
+    train_ids = split_for_run(cfg, train_ids).train_ids  # what prepare() trains on
     pairs = training_pairs(dataset, cfg.train_split, train_ids)
     rng = np.random.default_rng(cfg.seed)
     sampled = {pairs[i] for i in rng.choice(len(pairs), size=min(args.sample_pairs, len(pairs)), replace=False)}

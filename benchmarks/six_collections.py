@@ -34,9 +34,10 @@ from hardneg.data import load_beir, resolve_dataset
 from hardneg.evaluate import adjust_pvalues, bootstrap_ci, paired_test, per_query_metrics, read_trec
 from hardneg.fusion_weights import learn_fusion
 from hardneg.io import read_json, write_json
+from hardneg.pipeline.dev_split import split_for_run
 from hardneg.retrieve import Retrievers
 from hardneg.rundir import RunFolder
-from hardneg.splits import sample_queries, split_queries
+from hardneg.splits import sample_queries
 
 ROOT = Path(__file__).resolve().parents[1]
 COLLECTIONS = ["adi", "med", "cisi", "cranfield", "cacm", "scifact"]
@@ -123,7 +124,7 @@ def fallback_validation(name: str, config: dict, runs_dir: Path, train_queries: 
     dataset = load_beir(resolve_dataset(name, cfg.data_dir))
     fw = cfg.fusion_weights
     pool = sample_queries(sorted(dataset.positives(cfg.train_split)), cfg.max_train_queries, cfg.seed)
-    train_ids, _ = split_queries(pool, cfg.dev_fraction, cfg.seed)  # what prepare() trains on
+    train_ids = split_for_run(cfg, pool).train_ids  # what prepare() trains on
     if len(train_ids) != train_queries:
         raise ValueError(f"{name}: rebuilt {len(train_ids)} training queries, the run had {train_queries}")
     ensemble = Retrievers(dataset, cfg, Path(cfg.cache_dir or runs_dir / ".cache" / "embeddings")).ensemble(

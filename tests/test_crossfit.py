@@ -14,7 +14,7 @@ import hardneg.pipeline.evaluation as evaluation_stage
 from hardneg import load_config, run
 from hardneg.config import config_from_dict
 from hardneg.pipeline.crossfit import CROSS_FIT_BELOW, SMALL_DEV, cross_fit_queries, fold_count, split_folds
-from hardneg.pipeline.first_stage import FineTuning, fine_tuning
+from hardneg.pipeline.dev_split import FineTuning, fine_tuning, split_for_run
 
 TRAIN_QUERIES = {"q1", "q2", "q3", "q4", "q5"}
 TEST_QUERIES = {"q6", "q7", "q8", "q9"}
@@ -52,14 +52,16 @@ def test_auto_cross_fits_below_the_threshold_only_and_never_on_test_twins():
 
 
 def test_auto_fine_tunes_only_where_the_fine_tuned_first_stage_can_be_chosen():
+    def config(**settings):
+        return config_from_dict({"dataset": "x", "output": "y", "strategies": ["random", "ensemble"],
+                                 "embedder": {"members": ["minilm"]}, **settings})
+
     def context(dev: int, **settings) -> SimpleNamespace:
-        config = config_from_dict({"dataset": "x", "output": "y", "strategies": ["random", "ensemble"],
-                                   "embedder": {"members": ["minilm"]}, **settings})
-        return SimpleNamespace(config=config, train_ids=[f"t{i}" for i in range(300)],
+        return SimpleNamespace(config=config(**settings), train_ids=[f"t{i}" for i in range(300)],
                                dev_ids=[f"d{i}" for i in range(dev)], test_overlap=frozenset())
 
     def tuning(dev: int, **settings) -> FineTuning:
-        return fine_tuning(context(dev, **settings))
+        return fine_tuning(config(**settings), dev)
 
     assert tuning(SMALL_DEV).on and "30 dev queries" in tuning(SMALL_DEV).reason
     assert not tuning(SMALL_DEV - 1).on and "29 dev queries, under 30" in tuning(SMALL_DEV - 1).reason
@@ -68,9 +70,37 @@ def test_auto_fine_tunes_only_where_the_fine_tuned_first_stage_can_be_chosen():
         assert tuning(dev).on == (cross_fit_queries(context(dev), tuned_first_stage=True) == [])
     assert not tuning(200, evaluate={"cross_fit": "always"}).on
     assert not tuning(200, embedder={"strategy": "bm25", "members": ["minilm"]}).on
-    assert not tuning(200, evaluate={"max_dev_queries": 20}).on  # the dev queries the choice is made on count
     assert not tuning(200, ensemble=["bm25"], embedder={}).on  # nothing to fine-tune
     assert tuning(3, embedder={"enabled": True}).on and not tuning(200, embedder={"enabled": False}).on
+
+
+def test_a_run_that_fine_tunes_holds_out_the_embedders_wider_dev_split():
+    def split(queries: int, excluded=frozenset(), **settings):
+        config = config_from_dict({"dataset": "x", "output": "y", "strategies": ["random", "ensemble"], "seed": 5,
+                                   **settings, "embedder": {"members": ["minilm"], "dev_fraction": 0.2,
+                                                            **settings.get("embedder", {})}})
+        return split_for_run(config, [f"q{i:03d}" for i in range(queries)], excluded)
+
+    wide, narrow = split(400), split(400, embedder={"enabled": False})
+    assert wide.tuning.on and len(wide.dev_ids) == 80 and "40 dev queries" in wide.tuning.reason
+    assert "80 dev queries instead (embedder.dev_fraction 0.2)" in wide.tuning.reason
+    assert not narrow.tuning.on and len(narrow.dev_ids) == 40
+    assert set(narrow.dev_ids) < set(wide.dev_ids)  # the wider split holds the narrower one
+    assert sorted(wide.train_ids + wide.dev_ids) == [f"q{i:03d}" for i in range(400)]
+    assert split(400, embedder={"dev_fraction": None}).dev_ids == narrow.dev_ids  # null, the default: dev_fraction
+    assert config_from_dict({"dataset": "x"}).embedder.dev_fraction is None
+    assert len(split(400, embedder={"enabled": True}).dev_ids) == 80
+    # evaluate.max_dev_queries caps the widening, never below dev_fraction's share
+    assert len(split(400, evaluate={"max_dev_queries": 50}).dev_ids) == 50
+    assert len(split(400, dev_fraction=0.3).dev_ids) == 120
+    assert not split(400, evaluate={"max_dev_queries": 20}).tuning.on  # the dev queries the choice is made on count
+    # the decision is dev_fraction's: 16 dev queries cannot weigh a fine-tuned member, though 20% would be 32
+    small = split(160)
+    assert not small.tuning.on and len(small.dev_ids) == 16 and "16 dev queries, under 30" in small.tuning.reason
+    assert len(split(160, embedder={"enabled": True}).dev_ids) == 32  # turned on, it holds out the wider share
+    # twins of test queries leave dev, and the decision counts the queries left
+    twins = frozenset(narrow.dev_ids[:15])
+    assert not split(400, twins).tuning.on and not twins & set(split(400, twins).dev_ids)
 
 
 def test_two_folds_unless_the_cross_fitted_queries_are_few():

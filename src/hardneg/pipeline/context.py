@@ -19,7 +19,8 @@ from ..lock import release
 from ..mine import training_pairs
 from ..retrieve import Retrievers
 from ..rundir import RunFolder
-from ..splits import sample_queries, split_queries
+from ..splits import sample_queries
+from .dev_split import FineTuning, split_for_run
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +41,13 @@ class RunContext:
     pairs: list[tuple[str, str]]
     # training queries that are also test queries (same id or text): never dev queries
     test_overlap: frozenset[str] = frozenset()
+    # whether the run fine-tunes its dense members (decided with the dev split: dev_split.split_for_run)
+    tuning: FineTuning = FineTuning(False, "no training split")
 
 
 def prepare(config: RunConfig) -> RunContext:
-    """Load the run's data, chunk it if asked, split its training queries, and write config.json and
+    """Load the run's data, chunk it if asked, split its training queries (wider where the run fine-tunes its
+    dense members: :func:`~hardneg.pipeline.dev_split.split_for_run`), and write config.json and
     data_report.json (``train.max_length: auto`` is resolved here, so chunking and training agree on it)."""
     folder = RunFolder(config.output).claim()  # one owner at a time; never over files hardneg did not write
     try:
@@ -74,22 +78,24 @@ def _prepare(config: RunConfig, folder: RunFolder) -> RunContext:
     has_train = bool(config.strategies) or config.train_split in dataset.qrels
     train_query_ids = sample_queries(sorted(dataset.positives(config.train_split)) if has_train else [],
                                      config.max_train_queries, config.seed)
-    train_ids, dev_ids = split_queries(train_query_ids, config.dev_fraction, config.seed)
     # Dev queries choose the system a run hands over: one that is also a test query (same id or text) would let
     # the test split into that choice, so it leaves dev.
     both = (overlap if config.strategies else documents.overlap(config.train_split, config.evaluate.split)
             if has_train else None)
     shared = set(both.same_ids) | {a for a, _ in both.same_texts} if both else set()
-    dev_ids = [q for q in dev_ids if q not in shared]
+    split = split_for_run(config, train_query_ids, shared)
+    train_ids, dev_ids = split.train_ids, split.dev_ids
     pairs = training_pairs(dataset, config.train_split, train_ids) if has_train else []
     if config.strategies and not pairs:
         raise ValueError(f"No training pairs: all {len(train_query_ids)} training queries went to the dev split "
                          f"(dev_fraction {config.dev_fraction}); lower dev_fraction or add training queries.")
-    logger.info("%d training queries (%d pairs), %d dev queries", len(train_ids), len(pairs), len(dev_ids))
+    logger.info("%d training queries (%d pairs), %d dev queries%s", len(train_ids), len(pairs), len(dev_ids),
+                f" (embedder.dev_fraction {config.embedder.dev_fraction:g}: the run fine-tunes its dense members)"
+                if split.fraction > config.dev_fraction else "")
     # The retrievers chunking indexed to pick best chunks are reused when they index the same corpus.
     built = chunked.retrievers if chunked is not None else None
     retrievers = (built if built is not None and built.dataset.corpus is dataset.corpus
                   else Retrievers(dataset, config, cache_dir))
     chunks = chunked.chunks if chunked is not None else None
     return RunContext(config, folder, Path(dataset_path), documents, dataset, chunks, retrievers, train_ids, dev_ids,
-                      pairs, frozenset(shared))
+                      pairs, frozenset(shared), split.tuning)

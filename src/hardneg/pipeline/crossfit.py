@@ -19,13 +19,11 @@ from ..config import StrategyConfig, fingerprint
 from ..splits import sample_queries
 from ..train import train_reranker
 from .context import RunContext
+from .dev_split import SMALL_DEV
 from .pretraining import reranker_settings
 from .training import TrainedStrategy, augmented, dev_candidates
 
 logger = logging.getLogger(__name__)
-# Below this many dev queries a tuned interpolation weight is noisy (the evaluation warns) and the gate cannot
-# decide at all, so even a run that tunes its first stage cross-fits.
-SMALL_DEV = 30
 # evaluate.cross_fit "auto" cross-fits below this many dev queries. An interpolated re-ranker's per-query nDCG@10
 # gain over the first stage varies with a standard deviation of about .1, and the gate asks for about 1.65 standard
 # errors, so 100 queries see a gain of about +.017 and 81 missed SciFact's +.021 (docs/RESULTS.md, "Cross-fitting").

@@ -48,7 +48,8 @@ from ..lengths import LengthSplit, document_tokens, metrics_by_length, split_by_
 from ..retrieve import Ensemble
 from ..splits import sample_queries
 from .context import RunContext
-from .crossfit import SMALL_DEV, CrossFit, HeldOut, dev_split_queries
+from .crossfit import CrossFit, HeldOut, dev_split_queries
+from .dev_split import SMALL_DEV
 from .first_stage import Refit
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import fingerprint
-from ..embed import SentenceTransformerEmbedder, get_embedder
 from ..embedder import dev_retrieval_data, train_embedder
 from ..fusion_weights import LearnedFusion, learn_fusion
 from ..io import write_json
@@ -19,7 +18,7 @@ from ..retrieve import Ensemble
 from ..rundir import slug
 from ..splits import sample_queries
 from .context import RunContext
-from .crossfit import SMALL_DEV, dev_split_queries
+from .dev_split import FineTuning, dense_members
 from .training import TrainedStrategy
 
 logger = logging.getLogger(__name__)
@@ -39,46 +38,6 @@ class TunedFirstStages:
     refit: dict[str, Refit] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class FineTuning:
-    """Whether this run fine-tunes its dense members, and why (``embedder.enabled`` resolved for the run)."""
-
-    on: bool
-    reason: str
-
-    def as_dict(self) -> dict:
-        return {"fine_tuned": self.on, "reason": self.reason}
-
-
-def fine_tuning(ctx: RunContext) -> FineTuning:
-    """``embedder.enabled`` for this run. ``auto`` fine-tunes only where the fine-tuned first stage can be handed
-    over: the system is chosen on the dev split (at least SMALL_DEV queries), not cross-fitted on the training
-    queries the embedder learns from; and there is a strategy's negatives to learn from and a member to tune."""
-    enabled = ctx.config.embedder.enabled
-    if enabled == "auto":
-        return auto_fine_tuning(ctx)
-    return FineTuning(enabled, f"embedder.enabled: {str(enabled).lower()}")
-
-
-def auto_fine_tuning(ctx: RunContext) -> FineTuning:
-    config, ec = ctx.config, ctx.config.embedder
-    dev = len(dev_split_queries(ctx))
-    if ec.strategy not in [s.name for s in config.strategies]:
-        return FineTuning(False, f"auto: no strategy named {ec.strategy!r} (embedder.strategy) mines its negatives")
-    if not (ec.members or dense_members(config.ensemble)):
-        return FineTuning(False, "auto: the ensemble has no sentence-transformers member to fine-tune")
-    if config.evaluate.cross_fit == "always":
-        return FineTuning(False, "auto: evaluate.cross_fit is always, so the system is chosen on the training "
-                          "queries a fine-tuned member learned from, and it could not be handed over")
-    if dev < SMALL_DEV:
-        return FineTuning(False, f"auto: {dev} dev queries, under {SMALL_DEV}: too few to weigh a fine-tuned first "
-                          "stage and choose it by (the system is chosen cross-fitted on the training queries it "
-                          "would learn from, unless evaluate.cross_fit is never; embedder.enabled: true trains it "
-                          "anyway)")
-    return FineTuning(True, f"auto: {dev} dev queries (at least {SMALL_DEV}) to weigh the fine-tuned first stage "
-                      "on and choose it by")
-
-
 def check_tuning(ctx: RunContext) -> None:
     """Fail before any training when the embedder would have no negatives to learn from."""
     config = ctx.config
@@ -86,11 +45,6 @@ def check_tuning(ctx: RunContext) -> None:
     if config.embedder.enabled is True and config.embedder.strategy not in names:
         raise ValueError(f"embedder.strategy is {config.embedder.strategy!r}, which is not one of the run's "
                          f"strategies {names}: name the strategy whose negatives train the embedders")
-
-
-def dense_members(names: list[str]) -> list[str]:
-    """The members that are sentence-transformers models (the ones a SentenceTransformerTrainer can tune)."""
-    return [n for n in names if n.lower() != "bm25" and isinstance(get_embedder(n), SentenceTransformerEmbedder)]
 
 
 def tune_first_stages(ctx: RunContext, trained: dict[str, TrainedStrategy], tuning: FineTuning) -> TunedFirstStages:

@@ -18,7 +18,7 @@ from ..system import save_system
 from .context import RunContext, prepare
 from .crossfit import CrossFit, cross_fit, cross_fit_queries
 from .evaluation import Evaluation, length_split_of, rerankers_to_evaluate
-from .first_stage import Refit, check_tuning, fine_tuning, tune_first_stages
+from .first_stage import Refit, check_tuning, tune_first_stages
 from .training import TrainedStrategy, dev_candidates, train_strategy
 
 
@@ -37,12 +37,11 @@ def run_pipeline(config: RunConfig) -> RunResult:
     try:
         with use_compute(config.compute):  # the run's device and precision for every stage
             check_tuning(ctx)
-            tuning = fine_tuning(ctx)
             if ctx.config.strategies:  # a precision training cannot use fails now, not after hours of mining
                 training_arguments(current_device(), current().precision)
             dev = dev_candidates(ctx)
             trained: dict[str, TrainedStrategy] = {s.name: train_strategy(ctx, s, dev) for s in ctx.config.strategies}
-            tuned = tune_first_stages(ctx, trained, tuning)
+            tuned = tune_first_stages(ctx, trained, ctx.tuning)
             queries = cross_fit_queries(ctx, tuned_first_stage=bool(tuned.ensembles))
             folds = cross_fit(ctx, trained, queries) if queries else None
             models = {name: t.model for name, t in trained.items()}
