@@ -98,6 +98,7 @@ def test_a_run_that_fine_tunes_holds_out_the_embedders_wider_dev_split():
     small = split(160)
     assert not small.tuning.on and len(small.dev_ids) == 16 and "16 dev queries, under 30" in small.tuning.reason
     assert len(split(160, embedder={"enabled": True}).dev_ids) == 32  # turned on, it holds out the wider share
+    assert split(0, embedder={"enabled": True}).dev_ids == []  # no training queries (evaluating ready models)
     # twins of test queries leave dev, and the decision counts the queries left
     twins = frozenset(narrow.dev_ids[:15])
     assert not split(400, twins).tuning.on and not twins & set(split(400, twins).dev_ids)

@@ -52,7 +52,7 @@ def split_for_run(config: RunConfig, query_ids: list[str], excluded: set[str] | 
     narrow = _split(config, query_ids, config.dev_fraction, excluded)
     tuning = fine_tuning(config, len(sample_queries(narrow.dev_ids, cap, config.seed)))
     wider = config.embedder.dev_fraction
-    if not (tuning.on and wider is not None and wider > config.dev_fraction):
+    if not (tuning.on and query_ids and wider is not None and wider > config.dev_fraction):
         return DevSplit(narrow.train_ids, narrow.dev_ids, tuning, config.dev_fraction)
     count = max(round(config.dev_fraction * len(query_ids)),
                 min(round(wider * len(query_ids)), cap if cap is not None else len(query_ids)))
@@ -69,10 +69,10 @@ def _split(config: RunConfig, query_ids: list[str], fraction: float, excluded: s
 
 
 def fine_tuning(config: RunConfig, dev: int) -> FineTuning:
-    """``embedder.enabled`` for a run whose system is chosen on ``dev`` dev queries (``dev_fraction``'s). ``auto`` fine-tunes only where the fine-tuned first stage can be
-    handed over: the system is chosen on the dev split (at least SMALL_DEV queries), not cross-fitted on the
-    training queries the embedder learns from; and there is a strategy's negatives to learn from and a member to
-    tune."""
+    """``embedder.enabled`` for a run whose system is chosen on ``dev`` dev queries (``dev_fraction``'s). ``auto``
+    fine-tunes only where the fine-tuned first stage can be handed over: the system is chosen on the dev split (at
+    least SMALL_DEV queries), not cross-fitted on the training queries the embedder learns from; and there is a
+    strategy's negatives to learn from and a member to tune."""
     enabled, ec = config.embedder.enabled, config.embedder
     if enabled != "auto":
         return FineTuning(enabled, f"embedder.enabled: {str(enabled).lower()}")
