@@ -91,7 +91,7 @@ def _prepare(config: RunConfig, folder: RunFolder) -> RunContext:
                          f"(dev_fraction {config.dev_fraction}); lower dev_fraction or add training queries.")
     logger.info("%d training queries (%d pairs), %d dev queries%s", len(train_ids), len(pairs), len(dev_ids),
                 f" (embedder.dev_fraction {config.embedder.dev_fraction:g}: the run fine-tunes its dense members)"
-                if split.fraction > config.dev_fraction else "")
+                if split.widened else "")
     # The retrievers chunking indexed to pick best chunks are reused when they index the same corpus.
     built = chunked.retrievers if chunked is not None else None
     retrievers = (built if built is not None and built.dataset.corpus is dataset.corpus

@@ -19,7 +19,7 @@ from ..config import StrategyConfig, fingerprint
 from ..splits import sample_queries
 from ..train import train_reranker
 from .context import RunContext
-from .dev_split import SMALL_DEV
+from .dev_split import SMALL_DEV, choice_queries
 from .pretraining import reranker_settings
 from .training import TrainedStrategy, augmented, dev_candidates
 
@@ -54,9 +54,8 @@ class CrossFit:
 
 
 def dev_split_queries(ctx: RunContext) -> list[str]:
-    """The dev split's queries the system is chosen on when the run does not cross-fit (at most
-    ``evaluate.max_dev_queries``, seeded)."""
-    return sample_queries(ctx.dev_ids, ctx.config.evaluate.max_dev_queries, ctx.config.seed)
+    """The dev split's queries the system is chosen on when the run does not cross-fit."""
+    return choice_queries(ctx.config, ctx.dev_ids)
 
 
 def cross_fit_queries(ctx: RunContext, tuned_first_stage: bool = False) -> list[str]:

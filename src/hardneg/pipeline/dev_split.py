@@ -33,12 +33,18 @@ class DevSplit:
     train_ids: list[str]
     dev_ids: list[str]     # without training queries that are also test queries (``excluded``)
     tuning: FineTuning
-    fraction: float        # the share of the training queries held out: dev_fraction or embedder.dev_fraction's
+    widened: bool = False  # held out embedder.dev_fraction's share instead of dev_fraction's
 
 
 def dense_members(names: list[str]) -> list[str]:
     """The members that are sentence-transformers models (the ones a SentenceTransformerTrainer can tune)."""
     return [n for n in names if n.lower() != "bm25" and isinstance(get_embedder(n), SentenceTransformerEmbedder)]
+
+
+def choice_queries(config: RunConfig, dev_ids: list[str]) -> list[str]:
+    """The dev queries the system is chosen on when the run does not cross-fit (at most
+    ``evaluate.max_dev_queries``, seeded)."""
+    return sample_queries(dev_ids, config.evaluate.max_dev_queries, config.seed)
 
 
 def split_for_run(config: RunConfig, query_ids: list[str], excluded: set[str] | frozenset[str] = frozenset()
@@ -48,24 +54,20 @@ def split_for_run(config: RunConfig, query_ids: list[str], excluded: set[str] | 
     out ``embedder.dev_fraction`` instead, up to ``evaluate.max_dev_queries`` (never fewer than ``dev_fraction``
     would). Both are seeded hash splits, so the wider dev split holds the narrower one. Queries in ``excluded``
     (twins of test queries) leave dev and train on neither side of the choice."""
-    cap = config.evaluate.max_dev_queries
-    narrow = _split(config, query_ids, config.dev_fraction, excluded)
-    tuning = fine_tuning(config, len(sample_queries(narrow.dev_ids, cap, config.seed)))
-    wider = config.embedder.dev_fraction
+    def split(fraction: float) -> tuple[list[str], list[str]]:
+        train_ids, dev_ids = split_queries(query_ids, fraction, config.seed)
+        return train_ids, [q for q in dev_ids if q not in excluded]
+
+    train_ids, dev_ids = split(config.dev_fraction)
+    tuning = fine_tuning(config, len(choice_queries(config, dev_ids)))
+    wider, cap = config.embedder.dev_fraction, config.evaluate.max_dev_queries
     if not (tuning.on and query_ids and wider is not None and wider > config.dev_fraction):
-        return DevSplit(narrow.train_ids, narrow.dev_ids, tuning, config.dev_fraction)
+        return DevSplit(train_ids, dev_ids, tuning)
     count = max(round(config.dev_fraction * len(query_ids)),
                 min(round(wider * len(query_ids)), cap if cap is not None else len(query_ids)))
-    wide = _split(config, query_ids, count / len(query_ids), excluded)
-    widened = FineTuning(True, f"{tuning.reason}; it holds out {len(wide.dev_ids)} dev queries instead "
-                         f"(embedder.dev_fraction {wider:g}) to weigh it on")
-    return DevSplit(wide.train_ids, wide.dev_ids, widened, wide.fraction)
-
-
-def _split(config: RunConfig, query_ids: list[str], fraction: float, excluded: set[str] | frozenset[str]
-           ) -> DevSplit:
-    train_ids, dev_ids = split_queries(query_ids, fraction, config.seed)
-    return DevSplit(train_ids, [q for q in dev_ids if q not in excluded], FineTuning(False, ""), fraction)
+    train_ids, dev_ids = split(count / len(query_ids))
+    return DevSplit(train_ids, dev_ids, FineTuning(True, f"{tuning.reason}; it holds out {len(dev_ids)} dev queries "
+                                                   f"instead (embedder.dev_fraction {wider:g}) to weigh it on"), True)
 
 
 def fine_tuning(config: RunConfig, dev: int) -> FineTuning:

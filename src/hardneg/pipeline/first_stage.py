@@ -18,7 +18,7 @@ from ..retrieve import Ensemble
 from ..rundir import slug
 from ..splits import sample_queries
 from .context import RunContext
-from .dev_split import FineTuning, dense_members
+from .dev_split import dense_members
 from .training import TrainedStrategy
 
 logger = logging.getLogger(__name__)
@@ -47,8 +47,8 @@ def check_tuning(ctx: RunContext) -> None:
                          f"strategies {names}: name the strategy whose negatives train the embedders")
 
 
-def tune_first_stages(ctx: RunContext, trained: dict[str, TrainedStrategy], tuning: FineTuning) -> TunedFirstStages:
-    config = ctx.config
+def tune_first_stages(ctx: RunContext, trained: dict[str, TrainedStrategy]) -> TunedFirstStages:
+    config, tuning = ctx.config, ctx.tuning
     out = TunedFirstStages()
     if config.embedder.enabled == "auto":
         out.record["embedder"] = tuning.as_dict()

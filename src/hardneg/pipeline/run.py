@@ -41,7 +41,7 @@ def run_pipeline(config: RunConfig) -> RunResult:
                 training_arguments(current_device(), current().precision)
             dev = dev_candidates(ctx)
             trained: dict[str, TrainedStrategy] = {s.name: train_strategy(ctx, s, dev) for s in ctx.config.strategies}
-            tuned = tune_first_stages(ctx, trained, ctx.tuning)
+            tuned = tune_first_stages(ctx, trained)
             queries = cross_fit_queries(ctx, tuned_first_stage=bool(tuned.ensembles))
             folds = cross_fit(ctx, trained, queries) if queries else None
             models = {name: t.model for name, t in trained.items()}
