@@ -87,8 +87,8 @@ def test_a_run_that_fine_tunes_holds_out_the_embedders_wider_dev_split():
     assert not narrow.tuning.on and len(narrow.dev_ids) == 40
     assert set(narrow.dev_ids) < set(wide.dev_ids)  # the wider split holds the narrower one
     assert sorted(wide.train_ids + wide.dev_ids) == [f"q{i:03d}" for i in range(400)]
-    assert split(400, embedder={"dev_fraction": None}).dev_ids == narrow.dev_ids  # null, the default: dev_fraction
-    assert config_from_dict({"dataset": "x"}).embedder.dev_fraction is None
+    assert split(400, embedder={"dev_fraction": None}).dev_ids == narrow.dev_ids  # null: dev_fraction
+    assert config_from_dict({"dataset": "x"}).embedder.dev_fraction == 0.2  # the default
     assert len(split(400, embedder={"enabled": True}).dev_ids) == 80
     # evaluate.max_dev_queries caps the widening, never below dev_fraction's share
     assert len(split(400, evaluate={"max_dev_queries": 50}).dev_ids) == 50

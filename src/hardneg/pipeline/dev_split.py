@@ -1,8 +1,9 @@
 """The dev split of a run's training queries, and whether the run fine-tunes its dense members: each decides the
 other. A fine-tuned first stage trained on every training query, so the system is chosen on the dev split alone
 (it cannot be cross-fitted); ``embedder.enabled: auto`` fine-tunes only where ``dev_fraction``'s split can decide,
-and, where ``embedder.dev_fraction`` is set, a run that fine-tunes then holds out that share of its training queries
-instead, so the gate weighs the fine-tuned first stage on more queries (at the cost of training on fewer)."""
+and a run that fine-tunes then holds out ``embedder.dev_fraction``'s share of its training queries instead (0.2 by
+default; null: ``dev_fraction``'s), so the gate weighs the fine-tuned first stage on more queries (at the cost of
+training on fewer)."""
 
 from __future__ import annotations
 

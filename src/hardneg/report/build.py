@@ -24,6 +24,7 @@ from .labels import (
     rows_of,
     system_label,
     system_of,
+    unclear_tuning,
 )
 from .markdown import render_markdown
 from .page import render_html
@@ -123,6 +124,9 @@ def system_section(out: RunOutputs) -> Section:
     choice, test = out.system["choice"], out.system.get("test") or {}
     what = chosen_system_label(choice)
     blocks: list[Block] = [Paragraph.of(Bold(f"Chosen: {what}."), f" Chosen on dev queries only: {choice['reason']}.")]
+    hint = unclear_tuning(choice, out.settings)
+    if hint:
+        blocks.append(Paragraph.of(hint))
     if test:
         rows = [[metric_label(m), f"{t['first_stage']:.3f}", f"{t['system']:.3f}", f"{t['gain']:+.3f}",
                  f"[{t['low']:+.3f}, {t['high']:+.3f}]", f"{t['p_value']:.3f}"] for m, t in test.items()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..evaluate import Row
+from ..first_stage_config import EmbedderConfig
 
 METRIC_LABELS = {"mrr@3": "MRR@3", "mrr@10": "MRR@10", "ndcg@10": "nDCG@10", "precision@1": "P@1",
                  "precision@5": "P@5", "recall@10": "R@10", "recall@100": "R@100", "map": "MAP"}
@@ -58,6 +59,29 @@ def chosen_system_label(choice: dict) -> str:
 def hands_over_training(choice: dict) -> bool:
     """Whether the chosen system is anything but the untrained first stage."""
     return choice["reranker"] is not None or choice["first_stage"] != choice.get("baseline", choice["first_stage"])
+
+
+def unclear_tuning(choice: dict, settings: dict) -> str:
+    """A sentence for a run whose tuned first stage gained on dev but not clearly enough to be handed over: then
+    the dev split's size, not the tuning, may be what kept it back, and the user can weigh it on more queries."""
+    steps = choice.get("steps") or []
+    first = steps[0] if steps else {}
+    gain = first.get("cv_gain")
+    if first.get("first_stage") != choice.get("baseline") or not first.get("best_candidate") or not gain or gain <= 0:
+        return ""
+    config = settings.get("config", {})
+    # a run's config leaves the embedder section out while it is at its defaults
+    default = EmbedderConfig().dev_fraction
+    embedder_dev = (config.get("embedder") or {}).get("dev_fraction", default)
+    held_out = max(config.get("dev_fraction", 0.0), embedder_dev or 0.0)
+    if held_out < default:
+        more = (f"`embedder.dev_fraction: {default}` (the default) holds out a larger dev split to weigh it on (the "
+                "embedder then trains on fewer queries)")
+    else:
+        more = "add training queries, or raise embedder.dev_fraction (the embedder then trains on fewer queries)"
+    return (f"The fine-tuned first stage gained {gain:+.3f} {first.get('metric', '')} over the untrained one on "
+            f"{first.get('dev_queries')} dev queries (cross-validated), not clearly enough to hand it over: the gain "
+            f"may be real and the dev queries too few to show it. To weigh it on more, {more}.")
 
 
 def fine_tuned_members(settings: dict) -> str:

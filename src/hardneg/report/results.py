@@ -7,7 +7,7 @@ import json
 
 from ..evaluate import Row
 from .labels import (chosen_system_label, cross_fitted, fine_tuned_members, hands_over_training, metric_label,
-                     rows_of)
+                     rows_of, unclear_tuning)
 
 
 def row_label(row: Row) -> str:
@@ -27,11 +27,14 @@ def results_table(rows: list[Row], metrics: list[str], first_stage: str) -> str:
     return "\n".join(lines)
 
 
-def system_markdown(system: dict, metrics: list[str]) -> list[str]:
+def system_markdown(system: dict, metrics: list[str], settings: dict | None = None) -> list[str]:
     """The section a user reads first: the system the run hands over, against the untrained first stage."""
     choice, test = system["choice"], system.get("test") or {}
     what = chosen_system_label(choice)
     lines = ["## The trained system", "", f"**Chosen: {what}.** Chosen on dev queries only: {choice['reason']}.", ""]
+    hint = unclear_tuning(choice, settings or {})
+    if hint:
+        lines += [hint, ""]
     if test:
         lines += ["On test, against the untrained first stage (gain with its 95% paired bootstrap interval, and "
                   "the paired randomisation test's p-value):", "",
@@ -59,7 +62,7 @@ def results_markdown(rows: list[Row], metrics: list[str], settings: dict, mining
              f"{settings['config']['evaluate']['rerank_depth']} of each first stage. "
              f"Data: {settings.get('data', 'nothing skipped')}.{fine_tuned_members(settings)}"), ""]
     if system:
-        parts += system_markdown(system, metrics)
+        parts += system_markdown(system, metrics, settings)
     for first_stage in dict.fromkeys(r.first_stage for r in rows):
         parts += [f"## First stage: {first_stage}", "", results_table(rows, metrics, first_stage), ""]
     parts += ["## Mining", "", "| strategy | members | pairs | removed by rule | random fill | short pairs |",

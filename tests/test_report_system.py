@@ -1,0 +1,48 @@
+"""The report's first section, the system a run hands over: what it tells a user whose fine-tuned first stage
+gained on dev but was not handed over."""
+
+from __future__ import annotations
+
+from hardneg.report.labels import unclear_tuning
+from hardneg.report.results import system_markdown
+
+UNTRAINED, TUNED = "ensemble", "ensemble (fine-tuned)"
+
+
+def step(kept: str, cv_gain: float | None, dev_queries: int = 81) -> dict:
+    return {"first_stage": kept, "reranker": None, "mode": "first stage", "baseline": UNTRAINED, "metric": "ndcg@10",
+            "dev_queries": dev_queries, "cv_gain": cv_gain,
+            "best_candidate": {"first_stage": TUNED, "reranker": None, "weight": 0.0, "mode": "first stage"}}
+
+
+def choice(kept: str, cv_gain: float | None, steps: bool = True) -> dict:
+    first = step(kept, cv_gain)
+    return {**first, "reason": "in two steps. ...", "weight": None, "depth": None,
+            **({"steps": [first, step(kept, 0.01)]} if steps else {})}
+
+
+def settings(**config) -> dict:
+    return {"config": {"dev_fraction": 0.1, **config}}
+
+
+def test_an_unclear_gain_of_the_tuned_first_stage_says_how_to_weigh_it_on_more_queries():
+    narrow = settings(embedder={"dev_fraction": None})  # dev_fraction's 10% only
+    hint = unclear_tuning(choice(UNTRAINED, 0.031), narrow)
+    assert "+0.031 ndcg@10" in hint and "81 dev queries" in hint and "`embedder.dev_fraction: 0.2`" in hint
+    lines = system_markdown({"choice": choice(UNTRAINED, 0.031)}, ["ndcg@10"], narrow)
+    assert hint in lines and lines[0] == "## The trained system"
+
+
+def test_a_run_whose_dev_split_is_already_wide_is_told_to_add_queries():
+    hints = [unclear_tuning(choice(UNTRAINED, 0.031), s)
+             for s in (settings(), settings(embedder={"dev_fraction": 0.3}), settings(dev_fraction=0.25))]
+    for hint in hints:  # the first: the embedder section left out of the dump at its defaults (0.2)
+        assert "+0.031" in hint and "add training queries" in hint and "`embedder.dev_fraction" not in hint
+
+
+def test_no_hint_when_the_tuned_stage_was_handed_over_lost_on_dev_or_the_choice_had_one_step():
+    assert unclear_tuning(choice(TUNED, 0.031), settings()) == ""
+    assert unclear_tuning(choice(UNTRAINED, -0.004), settings()) == ""
+    assert unclear_tuning(choice(UNTRAINED, None), settings()) == ""
+    assert unclear_tuning(choice(UNTRAINED, 0.031, steps=False), settings()) == ""
+    assert not any("dev_fraction" in line for line in system_markdown({"choice": choice(TUNED, 0.031)}, ["ndcg@10"]))
