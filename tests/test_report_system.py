@@ -3,6 +3,9 @@ gained on dev but was not handed over."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+from hardneg.report.build import system_section
 from hardneg.report.labels import unclear_tuning
 from hardneg.report.results import system_markdown
 
@@ -46,3 +49,20 @@ def test_no_hint_when_the_tuned_stage_was_handed_over_lost_on_dev_or_the_choice_
     assert unclear_tuning(choice(UNTRAINED, None), settings()) == ""
     assert unclear_tuning(choice(UNTRAINED, 0.031, steps=False), settings()) == ""
     assert not any("dev_fraction" in line for line in system_markdown({"choice": choice(TUNED, 0.031)}, ["ndcg@10"]))
+
+
+def test_both_reports_say_when_the_gain_on_test_is_not_clear_or_is_a_loss():
+    def test(low: float, high: float) -> dict:
+        return {"ndcg@10": {"first_stage": 0.70, "system": 0.71, "gain": 0.01, "low": low, "high": high,
+                            "p_value": 0.3, "queries": 80}}
+
+    def texts(low: float, high: float) -> str:
+        system = {"choice": choice(TUNED, 0.05), "test": test(low, high)}
+        html = system_section(SimpleNamespace(system=system, settings=settings()))
+        paragraphs = [str(part) for block in html.blocks for part in getattr(block, "parts", ())]
+        return "\n".join(system_markdown(system, ["ndcg@10"])) + "\n" + "\n".join(paragraphs)
+
+    unclear, worse, clear = texts(-0.01, 0.03), texts(-0.05, -0.01), texts(0.01, 0.03)
+    assert unclear.count("the gain is not clear") == 2 and "Warning" not in unclear
+    assert worse.count("worse than the first stage") == 2
+    assert "not clear" not in clear and "Warning" not in clear

@@ -134,6 +134,8 @@ def system_section(out: RunOutputs) -> Section:
         primary = test.get(PRIMARY) or next(iter(test.values()))
         if hands_over_training(choice) and primary["high"] < 0:
             blocks.append(Paragraph.of(Bold("Warning: on test the chosen system is worse than the first stage.")))
+        elif hands_over_training(choice) and primary["low"] <= 0:
+            blocks.append(Paragraph.of("On test the gain is not clear: its interval includes no gain."))
     return Section("The trained system", blocks)
 
 
