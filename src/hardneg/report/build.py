@@ -19,11 +19,11 @@ from .labels import (
     PRIMARY,
     chosen_system_label,
     cross_fitted,
-    hands_over_training,
     metric_label,
     rows_of,
     system_label,
     system_of,
+    test_verdict,
     unclear_tuning,
 )
 from .markdown import render_markdown
@@ -131,11 +131,9 @@ def system_section(out: RunOutputs) -> Section:
         rows = [[metric_label(m), f"{t['first_stage']:.3f}", f"{t['system']:.3f}", f"{t['gain']:+.3f}",
                  f"[{t['low']:+.3f}, {t['high']:+.3f}]", f"{t['p_value']:.3f}"] for m, t in test.items()]
         blocks.append(Table.of(["metric", "first stage", "trained system", "gain", "95% interval", "p"], rows))
-        primary = test.get(PRIMARY) or next(iter(test.values()))
-        if hands_over_training(choice) and primary["high"] < 0:
-            blocks.append(Paragraph.of(Bold("Warning: on test the chosen system is worse than the first stage.")))
-        elif hands_over_training(choice) and primary["low"] <= 0:
-            blocks.append(Paragraph.of("On test the gain is not clear: its interval includes no gain."))
+        verdict = test_verdict(choice, test)
+        if verdict:
+            blocks.append(Paragraph.of(Bold(verdict[0]) if verdict[1] else verdict[0]))
     return Section("The trained system", blocks)
 
 

@@ -61,6 +61,19 @@ def hands_over_training(choice: dict) -> bool:
     return choice["reranker"] is not None or choice["first_stage"] != choice.get("baseline", choice["first_stage"])
 
 
+def test_verdict(choice: dict, test: dict) -> tuple[str, bool] | None:
+    """What both reports say under the test table of a system that hands over training: (sentence, is a warning)
+    when the primary metric's interval on test lies below zero or includes it; None otherwise."""
+    primary = test.get(PRIMARY) or next(iter(test.values()))
+    if not hands_over_training(choice):
+        return None
+    if primary["high"] < 0:
+        return "Warning: on test the chosen system is worse than the first stage it started from.", True
+    if primary["low"] <= 0:
+        return "On test the gain is not clear: its interval includes no gain.", False
+    return None
+
+
 def unclear_tuning(choice: dict, settings: dict) -> str:
     """A sentence for a run whose tuned first stage gained on dev but not clearly enough to be handed over: then
     the dev split's size, not the tuning, may be what kept it back, and the user can weigh it on more queries."""

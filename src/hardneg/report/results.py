@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from ..evaluate import Row
-from .labels import (chosen_system_label, cross_fitted, fine_tuned_members, hands_over_training, metric_label,
-                     rows_of, unclear_tuning)
+from .labels import (chosen_system_label, cross_fitted, fine_tuned_members, metric_label, rows_of, test_verdict,
+                     unclear_tuning)
 
 
 def row_label(row: Row) -> str:
@@ -43,11 +43,9 @@ def system_markdown(system: dict, metrics: list[str], settings: dict | None = No
             t = test[m]
             lines.append(f"| {metric_label(m)} | {t['first_stage']:.3f} | {t['system']:.3f} | {t['gain']:+.3f} | "
                          f"[{t['low']:+.3f}, {t['high']:+.3f}] | {t['p_value']:.3f} |")
-        primary = test.get("ndcg@10") or test[metrics[0]]
-        if hands_over_training(choice) and primary["high"] < 0:
-            lines += ["", "**Warning: on test the chosen system is worse than the first stage it started from.**"]
-        elif hands_over_training(choice) and primary["low"] <= 0:
-            lines += ["", "On test the gain is not clear: its interval includes no gain."]
+        verdict = test_verdict(choice, test)
+        if verdict:
+            lines += ["", f"**{verdict[0]}**" if verdict[1] else verdict[0]]
         lines.append("")
     return lines
 
