@@ -64,9 +64,9 @@ def hands_over_training(choice: dict) -> bool:
 def test_verdict(choice: dict, test: dict) -> tuple[str, bool] | None:
     """What both reports say under the test table of a system that hands over training: (sentence, is a warning)
     when the primary metric's interval on test lies below zero or includes it; None otherwise."""
-    primary = test.get(PRIMARY) or next(iter(test.values()))
     if not hands_over_training(choice):
         return None
+    primary = test.get(PRIMARY) or next(iter(test.values()))
     if primary["high"] < 0:
         return "Warning: on test the chosen system is worse than the first stage it started from.", True
     if primary["low"] <= 0:
